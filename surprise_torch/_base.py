@@ -1,0 +1,234 @@
+"""The Surprise side of every algorithm: parameters in, fitted NumPy arrays out.
+
+:class:`TorchMFAlgo` turns a Trainset into tensors, hands them to a pure
+trainer function, keeps the fitted factors as host NumPy arrays (so a model
+trained on a GPU pickles and loads on a CPU-only machine) and answers
+``estimate`` and a vectorised ``test``. It holds no numerics of its own beyond
+reading out those arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+
+import numpy as np
+import torch
+from surprise import AlgoBase, PredictionImpossible
+from surprise.prediction_algorithms.predictions import Prediction
+
+from ._config import check_bool, check_random_state, resolve_device, resolve_dtype
+from ._data import testset_indices, to_dense, trainset_arrays
+from ._mf import EvalData
+
+_UNKNOWN_REASON = "User and item are unknown."
+
+
+class TorchMFAlgo(AlgoBase):
+    """Base of the matrix-factorization algorithms (not for direct use).
+
+    Subclasses define ``__init__`` (storing every argument under its own
+    name, scikit-learn style), ``_trainer`` (a pure function on tensors
+    returning an :class:`~surprise_torch._mf.MFModel`) and ``_trainer_kwargs``
+    (validated trainer arguments from the parameters).
+    """
+
+    _trainer = None
+
+    def __init__(self):
+        AlgoBase.__init__(self)
+
+    # -- parameters -----------------------------------------------------------------
+    @classmethod
+    def _param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self):
+        """Return the constructor parameters, so ``type(a)(**a.get_params())`` rebuilds ``a``.
+
+        Returns
+        -------
+        dict
+        """
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self):
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v is not defaults[k].default
+                   and v != defaults[k].default]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # -- training -------------------------------------------------------------------
+    def fit(self, trainset, eval_set=None):
+        """Train on a Surprise Trainset.
+
+        Parameters
+        ----------
+        trainset : surprise.Trainset
+        eval_set : list of (uid, iid, r_ui), optional
+            A Surprise testset whose RMSE is recorded after every epoch in
+            ``history["eval_rmse"]`` (and TensorBoard), as the seed's test curve.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For an invalid parameter (named in the message), an empty trainset
+            or non-finite ratings.
+        MemoryError
+            If the dense layout would not fit on the device (raised before allocating).
+        TrainingDivergedError
+            If the loss becomes NaN or infinite.
+        """
+        AlgoBase.fit(self, trainset)
+        kwargs = self._trainer_kwargs()
+        verbose = check_bool("verbose", self.verbose)
+        generator = check_random_state(self.random_state)
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        arrays = trainset_arrays(trainset)
+        ratings, mask = to_dense(arrays, device, dtype)
+        eval_data = self._eval_data(eval_set, kwargs.get("biased", True), device, dtype)
+        with _EpochLog(type(self).__name__, kwargs["n_epochs"], verbose, self.log_dir) as log:
+            model = type(self)._trainer(ratings, mask, generator=generator, eval_data=eval_data,
+                                        callback=log, **kwargs)
+        self.global_mean_ = model.global_mean
+        self.pu = _host(model.pu)
+        self.qi = _host(model.qi)
+        self.bu = _host(model.bu)
+        self.bi = _host(model.bi)
+        self.history = model.history
+        self.device_ = str(device)
+        return self
+
+    def _eval_data(self, eval_set, biased, device, dtype):
+        if eval_set is None:
+            return None
+        _, _, r_ui, users, items = testset_indices(self.trainset, eval_set)
+        return EvalData(
+            users=torch.from_numpy(users).to(device), items=torch.from_numpy(items).to(device),
+            ratings=torch.tensor(r_ui, dtype=dtype, device=device),
+            rating_scale=tuple(float(b) for b in self.trainset.rating_scale),
+            biased=biased, default=float(self.trainset.global_mean),
+        )
+
+    # -- prediction -----------------------------------------------------------------
+    def _estimate_arrays(self, users, items):
+        """Estimates for inner-id arrays (-1 = unknown) and which were impossible.
+
+        The one place predictions are computed: ``estimate`` calls it with
+        arrays of length one, so ``test`` and the ``predict`` loop agree to the
+        last bit.
+        """
+        known_u, known_i = users >= 0, items >= 0
+        both = known_u & known_i
+        u, i = np.where(known_u, users, 0), np.where(known_i, items, 0)
+        dot = np.where(both, (self.qi[i] * self.pu[u]).sum(axis=1), 0.0)
+        if self.biased:
+            est = self.global_mean_ + np.where(known_u, self.bu[u], 0.0) + np.where(known_i, self.bi[i], 0.0) + dot
+            return est, np.zeros(len(users), dtype=bool)
+        return dot, ~both
+
+    def estimate(self, u, i):
+        """Estimate the rating of inner user ``u`` for inner item ``i``.
+
+        Follows Surprise's SVD: with biases, unknown users or items contribute
+        only what is known (down to the global mean); without biases, an
+        unknown user or item raises ``PredictionImpossible``.
+        """
+        users = np.array([u if self.trainset.knows_user(u) else -1], dtype=np.int64)
+        items = np.array([i if self.trainset.knows_item(i) else -1], dtype=np.int64)
+        est, impossible = self._estimate_arrays(users, items)
+        if impossible[0]:
+            raise PredictionImpossible(_UNKNOWN_REASON)
+        return float(est[0])
+
+    def test(self, testset, verbose=False):
+        """Estimate a whole testset in one vectorised pass.
+
+        Returns exactly what Surprise's per-rating ``predict`` loop returns
+        (same estimates, clipping and ``details``), only faster.
+
+        Parameters
+        ----------
+        testset : list of (uid, iid, r_ui)
+        verbose : bool, default False
+            Print every prediction, as Surprise does.
+
+        Returns
+        -------
+        list of surprise.Prediction
+        """
+        with _gc_paused():
+            uids, iids, r_ui, users, items = testset_indices(self.trainset, testset)
+            est, impossible = self._estimate_arrays(users, items)
+            est = np.where(impossible, self.default_prediction(), est)
+            low, high = self.trainset.rating_scale
+            est = np.minimum(high, np.maximum(low, est)).tolist()
+            details = [{"was_impossible": True, "reason": _UNKNOWN_REASON} if imp else {"was_impossible": False}
+                       for imp in impossible.tolist()]
+            predictions = list(map(Prediction, uids, iids, r_ui, est, details))
+        if verbose:
+            for pred in predictions:
+                print(pred)
+        return predictions
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while building many small objects.
+
+    Creating tens of thousands of tuples and dicts triggers repeated full
+    collections of the (large, torch-laden) heap, which cost more than the
+    predictions themselves; nothing built here can form a reference cycle.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _host(tensor):
+    """A float64 NumPy copy on the host, as Surprise keeps its factors."""
+    return tensor.detach().to("cpu", torch.float64).numpy()
+
+
+class _EpochLog:
+    """Per-epoch reporting: Surprise-style progress lines and TensorBoard scalars."""
+
+    def __init__(self, name, n_epochs, verbose, log_dir):
+        self.name, self.n_epochs, self.verbose = name, n_epochs, verbose
+        self.writer = None
+        if log_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ImportError(
+                    f"log_dir={log_dir!r} needs the tensorboard package: "
+                    "pip install tensorboard (or pip install 'surprise_torch[tensorboard]')."
+                ) from exc
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.writer is not None:
+            self.writer.close()
+        return False
+
+    def __call__(self, epoch, metrics):
+        if self.verbose:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            print(f"{self.name}: processing epoch {epoch}/{self.n_epochs}  {shown}")
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, epoch)

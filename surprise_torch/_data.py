@@ -1,0 +1,166 @@
+"""Moving ratings between Surprise's containers and tensors, without per-rating Python code."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+#: Dense ``n_users x n_items`` buffers the trainers hold at their peak
+#: (ratings, mask, residuals, and one temporary for products), used to judge
+#: whether the dense layout fits before anything is allocated.
+DENSE_BUFFERS = 4
+
+
+@dataclass(frozen=True)
+class RatingArrays:
+    """The ratings of a trainset as parallel NumPy arrays of inner ids.
+
+    Attributes
+    ----------
+    users, items : numpy.ndarray of int64
+        Inner user and item ids.
+    ratings : numpy.ndarray of float64
+        The ratings, in the trainset's scale.
+    n_users, n_items : int
+        Sizes of the id spaces (the dense matrix shape).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    n_users: int
+    n_items: int
+
+
+def trainset_arrays(trainset) -> RatingArrays:
+    """Extract a Surprise Trainset's ratings as arrays.
+
+    Surprise keeps ratings as a dict of per-user lists of ``(item, rating)``
+    tuples; flattening it with ``itertools.chain`` and one ``np.array`` call
+    keeps the per-rating work in C.
+
+    Parameters
+    ----------
+    trainset : surprise.Trainset
+
+    Returns
+    -------
+    RatingArrays
+
+    Raises
+    ------
+    ValueError
+        If the trainset holds no rating, or a rating that is NaN or infinite.
+    """
+    if trainset.n_ratings == 0:
+        raise ValueError("The trainset holds no ratings; fit needs at least one.")
+    user_lists = [trainset.ur[u] for u in range(trainset.n_users)]
+    counts = np.fromiter(map(len, user_lists), dtype=np.int64, count=trainset.n_users)
+    pairs = np.array(list(itertools.chain.from_iterable(user_lists)), dtype=np.float64).reshape(-1, 2)
+    ratings = pairs[:, 1]
+    if not np.isfinite(ratings).all():
+        bad = int((~np.isfinite(ratings)).sum())
+        raise ValueError(f"The trainset holds {bad} NaN or infinite rating(s); remove them before fit.")
+    return RatingArrays(
+        users=np.repeat(np.arange(trainset.n_users, dtype=np.int64), counts),
+        items=pairs[:, 0].astype(np.int64),
+        ratings=ratings,
+        n_users=trainset.n_users,
+        n_items=trainset.n_items,
+    )
+
+
+def dense_bytes(n_users: int, n_items: int, dtype: torch.dtype, buffers: int = DENSE_BUFFERS) -> int:
+    """Bytes the dense layout needs for an ``n_users x n_items`` problem."""
+    return n_users * n_items * torch.empty((), dtype=dtype).element_size() * buffers
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` in bytes, or None where it cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def check_dense_fits(n_users: int, n_items: int, dtype: torch.dtype, device: torch.device,
+                     buffers: int = DENSE_BUFFERS):
+    """Raise ``MemoryError`` before allocating if the dense layout cannot fit.
+
+    Raises
+    ------
+    MemoryError
+        With the estimate, what is free, and what to do instead.
+    """
+    need = dense_bytes(n_users, n_items, dtype, buffers)
+    free = available_bytes(device)
+    if free is not None and need > free:
+        raise MemoryError(
+            f"The dense {n_users} x {n_items} rating layout needs about {need / 2**30:.1f} GiB "
+            f"on {device}, but only {free / 2**30:.1f} GiB is free. Use dtype='float32' if you "
+            "asked for float64, a device with more memory, or a subset of users/items."
+        )
+
+
+def to_dense(arrays: RatingArrays, device: torch.device, dtype: torch.dtype):
+    """Scatter the ratings into a dense rating matrix and a 0/1 mask on ``device``.
+
+    Parameters
+    ----------
+    arrays : RatingArrays
+    device : torch.device
+    dtype : torch.dtype
+
+    Returns
+    -------
+    ratings, mask : torch.Tensor
+        ``(n_users, n_items)`` tensors; unobserved entries are 0 in both. The
+        mask is in ``dtype`` (not bool) because the trainers multiply by it.
+    """
+    check_dense_fits(arrays.n_users, arrays.n_items, dtype, device)
+    users = torch.from_numpy(arrays.users).to(device)
+    items = torch.from_numpy(arrays.items).to(device)
+    shape = (arrays.n_users, arrays.n_items)
+    ratings = torch.zeros(shape, dtype=dtype, device=device)
+    ratings[users, items] = torch.from_numpy(arrays.ratings).to(device=device, dtype=dtype)
+    mask = torch.zeros(shape, dtype=dtype, device=device)
+    mask[users, items] = 1
+    return ratings, mask
+
+
+def testset_indices(trainset, testset):
+    """Map a Surprise testset's raw ids to inner ids, -1 where unknown.
+
+    Parameters
+    ----------
+    trainset : surprise.Trainset
+    testset : iterable of (raw_uid, raw_iid, r_ui)
+
+    Returns
+    -------
+    uids, iids : list
+        The raw ids, as given.
+    r_ui : list
+    users, items : numpy.ndarray of int64
+        Inner ids, or -1 for users/items the trainset does not know.
+    """
+    testset = list(testset)
+    if testset:
+        uids, iids, r_ui = map(list, zip(*testset))
+    else:
+        uids, iids, r_ui = [], [], []
+    # dict.get through map runs the lookups in C, once per rating.
+    users = np.fromiter(map(trainset._raw2inner_id_users.get, uids, itertools.repeat(-1)),
+                        dtype=np.int64, count=len(uids))
+    items = np.fromiter(map(trainset._raw2inner_id_items.get, iids, itertools.repeat(-1)),
+                        dtype=np.int64, count=len(iids))
+    return uids, iids, r_ui, users, items
