@@ -29,6 +29,7 @@ __all__ = ["load_builtin", "dataset_path"]
 RECBOLE_REQUIREMENT = "recbole==1.2.1"
 RECBOLE_ML100K = "recbole/dataset_example/ml-100k/ml-100k.inter"
 ML100K_N_RATINGS = 100_000
+_RATINGS = {"1", "2", "3", "4", "5", "1.0", "2.0", "3.0", "4.0", "5.0"}
 
 
 def dataset_path(name: str) -> Path:
@@ -182,9 +183,9 @@ def write_udata(inter_text: str, path: Path):
     rows = [line for line in lines[1:] if line.strip()]
     if len(rows) != ML100K_N_RATINGS:
         raise ValueError(f"expected {ML100K_N_RATINGS} ratings, found {len(rows)}")
-    for row in (rows[0], rows[-1]):
+    for row in rows:
         fields = row.split("\t")
-        if len(fields) != 4 or not 1 <= float(fields[2]) <= 5:
+        if len(fields) != 4 or fields[2] not in _RATINGS:
             raise ValueError(f"unexpected rating line {row!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")

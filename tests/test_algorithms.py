@@ -1,0 +1,226 @@
+"""The contract every algorithm of ours keeps with Surprise, run against each of them."""
+
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+from surprise import BaselineOnly, Dataset, Reader, accuracy, dump
+from surprise.model_selection import train_test_split
+
+from surprise_torch import TorchALS, TorchSVD, TrainingDivergedError
+
+from .conftest import ALGORITHMS, FAST, dataset_from, low_rank_ratings
+
+pytestmark = pytest.mark.parametrize("algo_class", ALGORITHMS, ids=lambda c: c.__name__)
+
+
+def fitted(algo_class, trainset, **params):
+    return algo_class(**{**FAST[algo_class], **params}).fit(trainset)
+
+
+def test_fit_returns_self_with_surprise_attributes(algo_class, split):
+    trainset, _ = split
+    algo = algo_class(**FAST[algo_class])
+    assert algo.fit(trainset) is algo
+    k = FAST[algo_class]["n_factors"]
+    assert algo.pu.shape == (trainset.n_users, k) and algo.qi.shape == (trainset.n_items, k)
+    assert algo.bu.shape == (trainset.n_users,) and algo.bi.shape == (trainset.n_items,)
+    for name in ("pu", "qi", "bu", "bi"):
+        assert isinstance(getattr(algo, name), np.ndarray) and getattr(algo, name).dtype == np.float64
+    assert algo.device_ == "cpu"
+
+
+def test_learns_low_rank_structure(algo_class, split):
+    trainset, testset = split
+    algo = fitted(algo_class, trainset)
+    rmse = accuracy.rmse(algo.test(testset), verbose=False)
+    # Surprise's biases-only model is the oracle: the factors must explain
+    # most of what the biases leave over.
+    baseline = accuracy.rmse(BaselineOnly(verbose=False).fit(trainset).test(testset), verbose=False)
+    assert rmse < 0.5 * baseline
+
+
+def test_batched_test_is_identical_to_predict_loop(algo_class, split):
+    trainset, testset = split
+    for biased in (True, False):
+        algo = fitted(algo_class, trainset, biased=biased)
+        batched = algo.test(testset)
+        looped = [algo.predict(uid, iid, r_ui) for uid, iid, r_ui in testset]
+        assert len(batched) == len(looped) == len(testset)
+        for b, p in zip(batched, looped):
+            assert (b.uid, b.iid, b.r_ui) == (p.uid, p.iid, p.r_ui)
+            assert b.est == p.est, (b, p)
+            assert b.details == p.details
+        assert any(p.details["was_impossible"] for p in looped) == (not biased)
+        # Clipping happened somewhere, so the equality above covers it.
+        assert any(p.est in (1, 5) for p in looped) or not biased
+
+
+def test_unknown_users_and_items_follow_surprise_svd(algo_class, split):
+    trainset, _ = split
+    algo = fitted(algo_class, trainset)
+    mu = algo.global_mean_
+    u, i = trainset.to_inner_uid("u0"), trainset.to_inner_iid("i0")
+    assert algo.predict("nobody", "nothing", clip=False).est == pytest.approx(mu)
+    assert algo.predict("u0", "nothing", clip=False).est == pytest.approx(mu + algo.bu[u])
+    assert algo.predict("nobody", "i0", clip=False).est == pytest.approx(mu + algo.bi[i])
+    known = algo.predict("u0", "i0", clip=False).est
+    assert known == pytest.approx(mu + algo.bu[u] + algo.bi[i] + algo.pu[u] @ algo.qi[i])
+
+    unbiased = fitted(algo_class, trainset, biased=False)
+    pred = unbiased.predict("nobody", "i0")
+    assert pred.details == {"was_impossible": True, "reason": "User and item are unknown."}
+    assert pred.est == trainset.global_mean
+    assert not unbiased.bu.any() and not unbiased.bi.any()
+    assert unbiased.predict("u0", "i0", clip=False).est == pytest.approx(unbiased.pu[u] @ unbiased.qi[i])
+
+
+def test_pickle_and_dump_round_trips(algo_class, split, tmp_path):
+    trainset, testset = split
+    algo = fitted(algo_class, trainset)
+    expected = algo.test(testset)
+    assert pickle.loads(pickle.dumps(algo)).test(testset) == expected
+    path = str(tmp_path / "model")
+    dump.dump(path, algo=algo)
+    _, loaded = dump.load(path)
+    assert loaded.test(testset) == expected
+    assert type(loaded) is algo_class and loaded.get_params() == algo.get_params()
+
+
+def test_same_seed_same_model_other_seed_other_model(algo_class, split):
+    trainset, testset = split
+    a = fitted(algo_class, trainset, random_state=3)
+    b = fitted(algo_class, trainset, random_state=3)
+    c = fitted(algo_class, trainset, random_state=4)
+    assert np.array_equal(a.pu, b.pu) and np.array_equal(a.qi, b.qi)
+    assert a.test(testset) == b.test(testset)
+    assert not np.allclose(a.pu, c.pu)
+
+
+def test_refit_resets_all_state(algo_class, synthetic, split, tmp_path_factory):
+    trainset, testset = split
+    other = dataset_from(low_rank_ratings(n_users=30, n_items=20, seed=5), tmp_path_factory)
+    other_trainset = other.build_full_trainset()
+    algo = fitted(algo_class, other_trainset)
+    algo.fit(trainset)
+    fresh = fitted(algo_class, trainset)
+    assert algo.trainset is trainset
+    assert np.array_equal(algo.pu, fresh.pu) and algo.history == fresh.history
+    assert algo.test(testset) == fresh.test(testset)
+
+
+def test_params_rebuild_the_algorithm(algo_class):
+    algo = algo_class(n_factors=7, random_state=1, verbose=False)
+    params = algo.get_params()
+    assert params["n_factors"] == 7 and params["random_state"] == 1
+    clone = algo_class(**params)
+    assert clone.get_params() == params
+    assert "n_factors=7" in repr(algo)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("n_factors", 0), ("n_factors", 2.5), ("n_epochs", -1), ("biased", "yes"),
+    ("random_state", -3), ("verbose", 1), ("init_std_dev", -0.1), ("init_mean", float("nan")),
+    ("device", "tpu"), ("device", "cuda:7" if torch.cuda.is_available() else "cuda"), ("dtype", "int8"),
+])
+def test_invalid_parameters_name_themselves(algo_class, split, name, value):
+    trainset, _ = split
+    with pytest.raises(ValueError, match=name):
+        algo_class(**{**FAST[algo_class], name: value}).fit(trainset)
+
+
+def test_every_parameter_changes_the_model(algo_class, split):
+    trainset, _ = split
+    base = fitted(algo_class, trainset)
+    changes = {"n_factors": 3, "n_epochs": 3, "init_std_dev": 0.3, "random_state": 9}
+    changes.update({"lr_all": 0.03, "reg_all": 0.5, "lr_pu": 0.02, "lr_qi": 0.02, "lr_bu": 0.02,
+                    "lr_bi": 0.02, "reg_pu": 1.0, "reg_qi": 1.0, "reg_bu": 1.0, "reg_bi": 1.0,
+                    "optimizer": "rmsprop", "init_mean": 0.1} if algo_class is TorchSVD else
+                   {"reg": 1.0, "reg_bu": 1.0, "reg_bi": 1.0, "weighted_reg": False, "init_mean": 0.1})
+    for name, value in changes.items():
+        other = fitted(algo_class, trainset, **{name: value})
+        same_shape = other.pu.shape == base.pu.shape
+        assert not (same_shape and np.allclose(other.pu, base.pu) and np.allclose(other.bi, base.bi)), name
+
+
+def test_empty_and_non_finite_trainsets_are_refused(algo_class, tmp_path_factory):
+    data = dataset_from([("a", "x", 3.0), ("b", "y", float("nan"))], tmp_path_factory)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        algo_class(**FAST[algo_class]).fit(data.build_full_trainset())
+    empty = dataset_from([("a", "x", 3.0)], tmp_path_factory).build_full_trainset()
+    empty.n_ratings = 0
+    with pytest.raises(ValueError, match="no ratings"):
+        algo_class(**FAST[algo_class]).fit(empty)
+
+
+def test_verbose_history_and_eval_curve(algo_class, split, capsys):
+    trainset, testset = split
+    algo = algo_class(**{**FAST[algo_class], "verbose": True})
+    algo.fit(trainset, eval_set=testset)
+    n = FAST[algo_class]["n_epochs"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "epoch" in line]
+    assert len(lines) == n and lines[-1].startswith(f"{algo_class.__name__}: processing epoch {n}/{n}")
+    assert set(algo.history) == {"loss", "train_rmse", "eval_rmse"}
+    assert all(len(v) == n for v in algo.history.values())
+    assert algo.history["loss"][-1] < algo.history["loss"][0]
+    # The curve's last point is the RMSE Surprise's accuracy module reports.
+    assert algo.history["eval_rmse"][-1] == pytest.approx(accuracy.rmse(algo.test(testset), verbose=False),
+                                                          rel=1e-5)
+
+
+def test_tensorboard_log_dir(algo_class, split, tmp_path, monkeypatch):
+    trainset, _ = split
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match="pip install tensorboard"):
+        algo_class(**FAST[algo_class], log_dir=str(tmp_path)).fit(trainset)
+    monkeypatch.undo()
+    pytest.importorskip("tensorboard")
+    algo_class(**FAST[algo_class], log_dir=str(tmp_path / "run")).fit(trainset)
+    assert list((tmp_path / "run").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
+def test_devices_give_the_same_model(algo_class, split, device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        pytest.skip("no MPS device here")
+    trainset, testset = split
+    cpu = fitted(algo_class, trainset, device="cpu")
+    other = fitted(algo_class, trainset, device=device)
+    assert other.device_.startswith(device)
+    np.testing.assert_allclose(other.pu, cpu.pu, atol=1e-3)
+    # What was trained on the device unpickles and predicts with NumPy alone.
+    restored = pickle.loads(pickle.dumps(other))
+    np.testing.assert_allclose([p.est for p in restored.test(testset)],
+                               [p.est for p in cpu.test(testset)], atol=1e-3)
+
+
+def test_float64_matches_float32(algo_class, split):
+    trainset, testset = split
+    single = fitted(algo_class, trainset, dtype="float32")
+    double = fitted(algo_class, trainset, dtype=torch.float64)
+    np.testing.assert_allclose([p.est for p in single.test(testset)],
+                               [p.est for p in double.test(testset)], atol=1e-3)
+
+
+def test_rating_scale_is_respected(algo_class, tmp_path_factory):
+    ratings = [(u, i, r * 2 - 1) for u, i, r in low_rank_ratings(seed=2)]  # scale 1..9
+    path = tmp_path_factory.mktemp("scale") / "r.csv"
+    path.write_text("".join(f"{u},{i},{r!r}\n" for u, i, r in ratings))
+    data = Dataset.load_from_file(str(path), Reader(line_format="user item rating", sep=",",
+                                                    rating_scale=(1, 9)))
+    trainset, testset = train_test_split(data, test_size=0.3, random_state=0)
+    preds = fitted(algo_class, trainset).test(testset)
+    assert all(1 <= p.est <= 9 for p in preds)
+    assert accuracy.mae(preds, verbose=False) < 1.0
+
+
+def test_divergence_is_an_error_not_nan(algo_class, split):
+    trainset, _ = split
+    params = ({"optimizer": "sgd", "lr_all": 1e4, "reg_all": 0.0} if algo_class is TorchSVD
+              else {"init_std_dev": float("1e200"), "dtype": "float32"})
+    with pytest.raises(TrainingDivergedError, match="diverged|positive definite"):
+        fitted(algo_class, trainset, **params)
