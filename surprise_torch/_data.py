@@ -40,7 +40,7 @@ def trainset_arrays(trainset) -> RatingArrays:
     """Extract a Surprise Trainset's ratings as arrays.
 
     Surprise keeps ratings as a dict of per-user lists of ``(item, rating)``
-    tuples; flattening it with ``itertools.chain`` and one ``np.array`` call
+    tuples; flattening them with ``itertools.chain`` into ``np.fromiter``
     keeps the per-rating work in C.
 
     Parameters
@@ -60,7 +60,8 @@ def trainset_arrays(trainset) -> RatingArrays:
         raise ValueError("The trainset holds no ratings; fit needs at least one.")
     user_lists = [trainset.ur[u] for u in range(trainset.n_users)]
     counts = np.fromiter(map(len, user_lists), dtype=np.int64, count=trainset.n_users)
-    pairs = np.array(list(itertools.chain.from_iterable(user_lists)), dtype=np.float64).reshape(-1, 2)
+    flat = itertools.chain.from_iterable(itertools.chain.from_iterable(user_lists))
+    pairs = np.fromiter(flat, dtype=np.float64, count=2 * int(counts.sum())).reshape(-1, 2)
     ratings = pairs[:, 1]
     if not np.isfinite(ratings).all():
         bad = int((~np.isfinite(ratings)).sum())

@@ -107,21 +107,6 @@ def init_factors(n: int, k: int, init_mean: float, init_std_dev: float, generato
     return out.to(device=device, dtype=dtype)
 
 
-def observed_counts(mask: torch.Tensor):
-    """Ratings per user and per item of a dense 0/1 mask."""
-    return mask.sum(1), mask.sum(0)
-
-
-def masked_residual(pa: torch.Tensor, qa: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
-    """``mask * (pa @ qa.T) - target`` in one GEMM and one pass.
-
-    With ``pa = [pu, bu, 1]`` and ``qa = [qi, 1, bi]`` the product carries both
-    biases, and ``target`` is the masked centred ratings, so this is the
-    residual of every observed rating and 0 elsewhere.
-    """
-    return torch.addmm(target, pa, qa.T, beta=-1).mul_(mask)
-
-
 def safe_counts(counts: torch.Tensor) -> torch.Tensor:
     """Counts floored at 1, so rows with no ratings divide and regularise harmlessly."""
     return counts.clamp(min=1)

@@ -1,8 +1,9 @@
 """Matrix factorization trained by gradient descent: Surprise's SVD on PyTorch.
 
-The trainer works on the whole dense rating matrix at once: each epoch is one
-pass over every rating, done as three GEMMs (residuals, then the gradients of
-both factor matrices) followed by one optimizer step. This replaces the
+The trainer works on all ratings at once: each epoch is one pass over every
+rating, done as three sparse products over the observed entries (a sampled
+GEMM for the residuals, then the gradients of both factor matrices) followed
+by one optimizer step. This replaces the
 per-rating Python/Cython loop with work that BLAS (or a GPU) does at full
 speed, and lets any ``torch.optim`` optimizer drive the updates.
 """
@@ -14,8 +15,8 @@ from surprise import PredictionImpossible  # noqa: F401  (re-exported for users'
 
 from ._base import TorchMFAlgo
 from ._config import check_bool, check_float, check_int
-from ._mf import (EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors,
-                  masked_residual, observed_counts, record, safe_counts)
+from ._mf import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
+from ._observed import Observed
 
 __all__ = ["TorchSVD", "train_svd", "OPTIMIZERS"]
 
@@ -80,10 +81,13 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
     k = n_factors
-    n_ratings = float(mask.sum())
-    count_u, count_i = observed_counts(mask)
-    mu = float((ratings.double() * mask).sum() / n_ratings) if biased else 0.0
-    target = (ratings - mu) * mask
+    obs = Observed.from_mask(mask)
+    n_ratings = obs.nnz
+    count_u, count_i = obs.counts(dtype)
+    values = ratings[obs.users, obs.items]
+    mu = float(values.double().mean()) if biased else 0.0
+    target = values - mu
+    pattern = obs.by_user(torch.ones_like(target))
 
     # Biases live inside augmented factor matrices, pa = [pu, bu, 1] and
     # qa = [qi, 1, bi], so that one GEMM yields full predictions and the
@@ -107,16 +111,17 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
 
     history: dict = {}
     for epoch in range(1, n_epochs + 1):
-        err = masked_residual(pa, qa, target, mask)
-        grad_pa = (err @ qa).mul_(inv_u)
-        grad_qa = (err.T @ pa).mul_(inv_i)
+        # Predictions at the observed entries only (a sampled GEMM), then the
+        # gradients as sparse-dense products: no pass over the empty entries.
+        err = torch.sparse.sampled_addmm(pattern, pa, qa.T, beta=0).values() - target
+        grad_pa = (obs.by_user(err) @ qa).mul_(inv_u)
+        grad_qa = (obs.by_item(err) @ pa).mul_(inv_i)
         params["pu"].grad = grad_pa[:, :k].add_(params["pu"], alpha=reg["pu"])
         params["qi"].grad = grad_qa[:, :k].add_(params["qi"], alpha=reg["qi"])
         if biased:
             params["bu"].grad = grad_pa[:, k].add_(params["bu"], alpha=reg["bu"])
             params["bi"].grad = grad_qa[:, k + 1].add_(params["bi"], alpha=reg["bi"])
-        flat = err.view(-1)
-        sse = torch.dot(flat, flat)
+        sse = torch.dot(err, err)
         penalty = _penalty(params, reg, count_u, count_i)
         sse, penalty = torch.stack([sse, penalty]).tolist()
         opt.step()
