@@ -25,6 +25,7 @@ from surprise_torch import TorchALS, TorchSVD
 from surprise_torch._base import TorchMFAlgo
 from surprise_torch.datasets import dataset_path, load_builtin
 
+from .competitors import CornacMF, cornac_available
 from .environment import describe_environment
 
 #: name -> (factory taking the device, the Surprise algorithm its times are compared with)
@@ -36,7 +37,10 @@ ALGORITHMS = {
     "TorchSVD": (lambda device: TorchSVD(random_state=0, device=device), "SVD"),
     "TorchALS": (lambda device: TorchALS(random_state=0, device=device), "SVD"),
 }
-DEFAULT_ALGORITHMS = ["SVD", "BaselineOnly", "TorchSVD", "TorchALS"]
+if cornac_available():
+    ALGORITHMS["cornac-MF"] = (lambda device: CornacMF(), "SVD")
+    ALGORITHMS["cornac-MF-k100"] = (lambda device: CornacMF(k=100, lambda_reg=0.1, max_iter=50), "SVD")
+DEFAULT_ALGORITHMS = ["SVD", "BaselineOnly", "TorchSVD", "TorchALS"] + [a for a in ALGORITHMS if a.startswith("cornac")]
 
 
 @dataclass

@@ -128,7 +128,7 @@ class TorchMFAlgo(AlgoBase):
         known_u, known_i = users >= 0, items >= 0
         both = known_u & known_i
         u, i = np.where(known_u, users, 0), np.where(known_i, items, 0)
-        dot = np.where(both, (self.qi[i] * self.pu[u]).sum(axis=1), 0.0)
+        dot = np.where(both, np.einsum("ij,ij->i", self.qi.take(i, axis=0), self.pu.take(u, axis=0)), 0.0)
         if self.biased:
             est = self.global_mean_ + np.where(known_u, self.bu[u], 0.0) + np.where(known_i, self.bi[i], 0.0) + dot
             return est, np.zeros(len(users), dtype=bool)

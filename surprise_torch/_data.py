@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: Dense ``n_users x n_items`` buffers the trainers hold at their peak
-#: (ratings, mask, residuals, and one temporary for products), used to judge
-#: whether the dense layout fits before anything is allocated.
-DENSE_BUFFERS = 4
+#: Dense ``n_users x n_items`` buffers alive during ``fit`` (the ratings and
+#: the mask; the trainers then work on the observed entries only), used to
+#: judge whether the dense layout fits before anything is allocated.
+DENSE_BUFFERS = 2
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,14 @@ def available_bytes(device: torch.device) -> int | None:
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
     if device.type == "cpu":
+        # MemAvailable counts reclaimable page cache, which free pages do not.
+        try:
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
         try:
             return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):

@@ -71,7 +71,7 @@ def _solve_ridge(weights, target, features, penalty):
 
 
 def train_als(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 20, n_epochs: int = 10,
-              biased: bool = True, reg: float = 0.15, reg_bu: float = 0.05, reg_bi: float = 0.05,
+              biased: bool = True, reg: float = 0.125, reg_bu: float = 0.05, reg_bi: float = 0.05,
               weighted_reg: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
               generator: torch.Generator | None = None, eval_data: EvalData | None = None,
               callback: EpochCallback | None = None) -> MFModel:
@@ -231,7 +231,7 @@ class TorchALS(TorchMFAlgo):
         Sweeps (all users, then all items).
     biased : bool, default True
         Use baselines; if False, unknown users/items make predictions impossible.
-    reg : float, default 0.15
+    reg : float, default 0.125
         Regularisation of the factors.
     reg_bu, reg_bi : float, default 0.05
         Regularisation of the user and item biases.
@@ -254,7 +254,7 @@ class TorchALS(TorchMFAlgo):
         Per-sweep ``loss``, ``train_rmse`` and optionally ``eval_rmse``.
     """
 
-    def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.15, reg_bu=0.05, reg_bi=0.05,
+    def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.125, reg_bu=0.05, reg_bi=0.05,
                  weighted_reg=True, init_mean=0.0, init_std_dev=0.1, random_state=None, verbose=False,
                  device="auto", dtype=None, log_dir=None):
         super().__init__()

@@ -152,8 +152,9 @@ class TorchSVD(TorchMFAlgo):
     but each epoch is one full-batch optimizer step on whole-matrix GEMMs, on
     the CPU or a GPU. Some defaults differ from Surprise's because the
     optimizer differs: ``lr_all=0.1`` is an Adam step size, not a per-rating
-    SGD rate, and ``reg_all=0.1``, ``n_epochs=30`` are what that optimizer
-    needs to beat Surprise's accuracy (see the README).
+    SGD rate, and ``reg_all=0.12``, ``n_epochs=30`` are what that optimizer
+    needs to beat Surprise's accuracy (see the README and
+    ``benchmarks/results/tuning``).
 
     Parameters
     ----------
@@ -165,7 +166,7 @@ class TorchSVD(TorchMFAlgo):
         predictions for unknown users or items are impossible.
     init_mean, init_std_dev : float, default 0, 0.1
         Normal initialisation of the factors.
-    lr_all, reg_all : float, default 0.1, 0.1
+    lr_all, reg_all : float, default 0.1, 0.12
         Learning rate and regularisation of every term.
     lr_bu, lr_bi, lr_pu, lr_qi : float, optional
         Per-term learning rates; ``None`` takes ``lr_all``.
@@ -199,7 +200,7 @@ class TorchSVD(TorchMFAlgo):
     """
 
     def __init__(self, n_factors=100, n_epochs=30, biased=True, init_mean=0.0, init_std_dev=0.1,
-                 lr_all=0.1, reg_all=0.1, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None,
+                 lr_all=0.1, reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None,
                  reg_bu=None, reg_bi=None, reg_pu=None, reg_qi=None, optimizer="adam",
                  random_state=None, verbose=False, device="auto", dtype=None, log_dir=None):
         super().__init__()

@@ -224,3 +224,12 @@ def test_divergence_is_an_error_not_nan(algo_class, split):
               else {"init_std_dev": float("1e200"), "dtype": "float32"})
     with pytest.raises(TrainingDivergedError, match="diverged|positive definite"):
         fitted(algo_class, trainset, **params)
+
+
+def test_dense_layout_too_large_is_refused_before_allocating(algo_class, split, monkeypatch):
+    import surprise_torch._data as data
+
+    trainset, _ = split
+    monkeypatch.setattr(data, "available_bytes", lambda device: 1000)
+    with pytest.raises(MemoryError, match=r"needs about .* GiB .* free"):
+        algo_class(**FAST[algo_class]).fit(trainset)
