@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -90,20 +91,39 @@ def _surprise_svd(users, items, ratings, n_users, n_items, epochs):
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+HEADER = """s / epoch: median over the epochs after the first (TorchALS: one sweep; TorchSVD: one optimizer
+step; SVD: one SGD pass). First epoch s includes the trainer's one-time setup (indexing the observed
+entries; for TorchSVD, torch.optim's first-use import of torch._dynamo, about 1 s once per process).
+Convert s: ratings arrays to dense tensors (for Surprise's SVD: building its Trainset). Peak RSS: the
+whole worker process, data generation included.
+
+"""
+
+
+def _layout_text(row):
+    if row.get("status") == "ok":
+        return "fits" if row["algorithm"] != "SVD" else "n/a"
+    reason = row.get("reason", row.get("error", "failed"))
+    match = re.search(r"needs about (\S+) GiB .* only (\S+) GiB", reason)
+    if match:
+        return f"does not fit: needs {match[1]} GiB, {match[2]} GiB available"
+    return f"{row.get('status')}: {reason}".replace("|", "/")
+
+
 def markdown(rows):
+    """The scaling rows as a Markdown table, after a header explaining the columns."""
     lines = ["| shape | users x items | ratings | algorithm | s / epoch | first epoch s | convert s | "
              "peak RSS GiB | dense layout |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['users']:,} x {r['items']:,}"
         if r.get("status") == "ok":
+            first = f"{r['first_epoch_s']:.3f}" if "first_epoch_s" in r else "-"
             lines.append(f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | {r['epoch_s']:.3f} | "
-                         f"{r.get('first_epoch_s', float('nan')):.3f} | {r['conversion_s']:.2f} | "
-                         f"{r['peak_rss_gib']:.2f} | {'fits' if r['algorithm'] != 'SVD' else 'n/a'} |")
+                         f"{first} | {r['conversion_s']:.2f} | {r['peak_rss_gib']:.2f} | {_layout_text(r)} |")
         else:
-            reason = r.get("reason", r.get("error", "failed")).replace("|", "/")
             lines.append(f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | - | - | - | - | "
-                         f"{r.get('status')}: {reason} |")
-    return "\n".join(lines)
+                         f"{_layout_text(r)} |")
+    return HEADER + "\n".join(lines)
 
 
 def main(argv=None):

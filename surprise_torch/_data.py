@@ -113,10 +113,11 @@ def check_dense_fits(n_users: int, n_items: int, dtype: torch.dtype, device: tor
     need = dense_bytes(n_users, n_items, dtype, buffers)
     free = available_bytes(device)
     if free is not None and need > free:
+        halve = "dtype='float32' (half the memory), " if dtype == torch.float64 else ""
         raise MemoryError(
             f"The dense {n_users} x {n_items} rating layout needs about {need / 2**30:.1f} GiB "
-            f"on {device}, but only {free / 2**30:.1f} GiB is free. Use dtype='float32' if you "
-            "asked for float64, a device with more memory, or a subset of users/items."
+            f"on {device}, but only {free / 2**30:.1f} GiB is available. Use {halve}a device with "
+            "more memory, or train on a subset of the users or items."
         )
 
 

@@ -231,5 +231,5 @@ def test_dense_layout_too_large_is_refused_before_allocating(algo_class, split, 
 
     trainset, _ = split
     monkeypatch.setattr(data, "available_bytes", lambda device: 1000)
-    with pytest.raises(MemoryError, match=r"needs about .* GiB .* free"):
+    with pytest.raises(MemoryError, match=r"needs about .* GiB .* available"):
         algo_class(**FAST[algo_class]).fit(trainset)
