@@ -7,5 +7,5 @@ mkdir -p "$out"
 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')"
 export PYTHONUNBUFFERED=1
 python -m benchmarks.head_to_head --device cuda --repeat 3 --out "$out/ml100k" 2>&1 | tee "$out/ml100k.log"
-python -m benchmarks.scaling --device cuda --shapes ml-1m ml-10m ml-20m --algorithms TorchALS TorchSVD \
+python -m benchmarks.scaling --device cuda --shapes ml-1m ml-10m ml-20m --algorithms TorchALS TorchSVD TorchSVDpp TorchNMF \
     --timeout 120 --out "$out/scaling" 2>&1 | tee "$out/scaling.log"

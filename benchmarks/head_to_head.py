@@ -21,7 +21,7 @@ from pathlib import Path
 from surprise import NMF, SVD, BaselineOnly, SVDpp, accuracy
 from surprise.model_selection import KFold
 
-from surprise_torch import TorchALS, TorchSVD
+from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
 from surprise_torch._base import TorchMFAlgo
 from surprise_torch.datasets import dataset_path, load_builtin
 
@@ -36,11 +36,13 @@ ALGORITHMS = {
     "BaselineOnly": (lambda device: BaselineOnly(verbose=False), "BaselineOnly"),
     "TorchSVD": (lambda device: TorchSVD(random_state=0, device=device), "SVD"),
     "TorchALS": (lambda device: TorchALS(random_state=0, device=device), "SVD"),
+    "TorchSVDpp": (lambda device: TorchSVDpp(random_state=0, device=device), "SVDpp"),
+    "TorchNMF": (lambda device: TorchNMF(random_state=0, device=device), "NMF"),
 }
 if cornac_available():
     ALGORITHMS["cornac-MF"] = (lambda device: CornacMF(), "SVD")
     ALGORITHMS["cornac-MF-k100"] = (lambda device: CornacMF(k=100, lambda_reg=0.1, max_iter=50), "SVD")
-DEFAULT_ALGORITHMS = ["SVD", "BaselineOnly", "TorchSVD", "TorchALS"] + [a for a in ALGORITHMS if a.startswith("cornac")]
+DEFAULT_ALGORITHMS = ["SVD", "SVDpp", "NMF", "BaselineOnly", "TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF"] + [a for a in ALGORITHMS if a.startswith("cornac")]
 
 
 @dataclass

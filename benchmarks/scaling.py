@@ -26,14 +26,14 @@ import numpy as np
 from .environment import describe_environment
 from .synthetic import SHAPES, synthetic_ratings
 
-EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "SVD": 3}
+EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 3}
 
 
 def worker(algorithm, shape, device, epochs):
     """Run one algorithm on one shape; returns a JSON-able dict."""
     import torch
 
-    from surprise_torch import train_als, train_svd
+    from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
     from surprise_torch._config import resolve_device
     from surprise_torch._data import RatingArrays, to_dense
 
@@ -59,10 +59,12 @@ def worker(algorithm, shape, device, epochs):
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    train = train_als if algorithm == "TorchALS" else train_svd
+    # Each trainer with the defaults of its Surprise adapter.
+    algo = {"TorchALS": TorchALS, "TorchSVD": TorchSVD, "TorchSVDpp": TorchSVDpp, "TorchNMF": TorchNMF}[algorithm]()
+    kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
     start = time.perf_counter()
-    model = train(dense_ratings, mask, n_epochs=epochs, generator=torch.Generator().manual_seed(0),
-                  callback=on_epoch)
+    model = algo._trainer(dense_ratings, mask, generator=torch.Generator().manual_seed(0), callback=on_epoch,
+                          **kwargs)
     per_epoch = np.diff([start] + stamps)
     out |= {"status": "ok", "first_epoch_s": float(per_epoch[0]),
             "epoch_s": float(np.median(per_epoch[1:] if epochs > 1 else per_epoch)),
@@ -129,8 +131,8 @@ def markdown(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Time per epoch and peak memory on synthetic shapes.")
     parser.add_argument("--shapes", nargs="+", default=["ml-1m", "ml-10m", "ml-20m"], choices=list(SHAPES))
-    parser.add_argument("--algorithms", nargs="+", default=["SVD", "TorchALS", "TorchSVD"],
-                        choices=["SVD", "TorchALS", "TorchSVD"])
+    parser.add_argument("--algorithms", nargs="+", default=["SVD", "TorchALS", "TorchSVD", "TorchSVDpp", "TorchNMF"],
+                        choices=list(EPOCHS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="bench-results/scaling")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")

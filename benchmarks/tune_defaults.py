@@ -5,7 +5,8 @@ Every configuration is cross-validated on ML-100K with the benchmark's folds
 Surprise's SVD timed in the same run as the yardstick. Writes
 ``tuning.json`` and ``tuning.md`` (sorted by RMSE) to ``--out``.
 
-Usage: ``python -m benchmarks.tune_defaults --out benchmarks/results/tuning``
+Usage: ``python -m benchmarks.tune_defaults --out benchmarks/results/tuning`` (the committed
+``tuning/`` holds TorchALS and TorchSVD, ``tuning-svdpp/`` TorchSVDpp).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from surprise import SVD, accuracy
 from surprise.model_selection import KFold
 
-from surprise_torch import TorchALS, TorchSVD
+from surprise_torch import TorchALS, TorchSVD, TorchSVDpp
 from surprise_torch.datasets import load_builtin
 
 from .environment import describe_environment
@@ -31,6 +32,8 @@ GRIDS = {
                             "reg_bu": [0.02, 0.05], "n_epochs": [6, 10, 15]}),
     "TorchSVD": (TorchSVD, {"n_factors": [50, 100, 200], "n_epochs": [20, 30, 50],
                             "lr_all": [0.05, 0.1], "reg_all": [0.08, 0.1, 0.12]}),
+    "TorchSVDpp": (TorchSVDpp, {"n_factors": [20, 50], "n_epochs": [20, 30, 50],
+                                "lr_all": [0.05, 0.1], "reg_all": [0.1, 0.12, 0.15]}),
 }
 
 

@@ -102,9 +102,19 @@ class TorchMFAlgo(AlgoBase):
         self.qi = _host(model.qi)
         self.bu = _host(model.bu)
         self.bi = _host(model.bi)
+        for name, tensor in model.extras.items():
+            setattr(self, name, _host(tensor))
         self.history = model.history
         self.device_ = str(device)
+        self._after_fit(arrays)
         return self
+
+    def _after_fit(self, arrays):
+        """Hook for per-algorithm host-side state derived from the fitted arrays."""
+
+    def _user_rows(self, users):
+        """The factor rows that multiply ``qi`` for these inner users (``pu`` here)."""
+        return self.pu.take(users, axis=0)
 
     def _eval_data(self, eval_set, biased, device, dtype):
         if eval_set is None:
@@ -128,7 +138,7 @@ class TorchMFAlgo(AlgoBase):
         known_u, known_i = users >= 0, items >= 0
         both = known_u & known_i
         u, i = np.where(known_u, users, 0), np.where(known_i, items, 0)
-        dot = np.where(both, np.einsum("ij,ij->i", self.qi.take(i, axis=0), self.pu.take(u, axis=0)), 0.0)
+        dot = np.where(both, np.einsum("ij,ij->i", self.qi.take(i, axis=0), self._user_rows(u)), 0.0)
         if self.biased:
             est = self.global_mean_ + np.where(known_u, self.bu[u], 0.0) + np.where(known_i, self.bi[i], 0.0) + dot
             return est, np.zeros(len(users), dtype=bool)

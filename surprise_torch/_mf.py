@@ -37,6 +37,8 @@ class MFModel:
     history : dict of str to list of float
         Per-epoch metrics: ``loss`` (the regularised objective per rating),
         ``train_rmse``, and ``eval_rmse`` when an evaluation set was given.
+    extras : dict of str to torch.Tensor
+        Further fitted arrays of richer models (SVD++'s implicit factors ``yj``).
     """
 
     global_mean: float
@@ -45,6 +47,7 @@ class MFModel:
     bu: torch.Tensor
     bi: torch.Tensor
     history: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,22 +23,25 @@ __all__ = ["TorchSVD", "train_svd", "OPTIMIZERS"]
 #: Optimizers accepted by name; any ``torch.optim.Optimizer`` subclass works too.
 OPTIMIZERS = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
 
-_TERMS = ("bu", "bi", "pu", "qi")
+_TERMS = ("bu", "bi", "pu", "qi", "yj")
 
 
 def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100, n_epochs: int = 30,
-              biased: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
-              lr: dict | None = None, reg: dict | None = None, optimizer="adam",
-              generator: torch.Generator | None = None, eval_data: EvalData | None = None,
-              callback: EpochCallback | None = None) -> MFModel:
-    """Fit ``r_ui ~ mu + bu + bi + pu . qi`` (or ``pu . qi``) by full-batch gradient steps.
+              biased: bool = True, implicit: bool = False, init_mean: float = 0.0,
+              init_std_dev: float = 0.1, lr: dict | None = None, reg: dict | None = None,
+              optimizer="adam", generator: torch.Generator | None = None,
+              eval_data: EvalData | None = None, callback: EpochCallback | None = None) -> MFModel:
+    """Fit Surprise's SVD (or, with ``implicit``, SVD++) by full-batch gradient steps.
 
-    The objective is Surprise SVD's, summed over observed ratings:
-    ``(r_ui - est)^2 + reg_bu bu^2 + reg_bi bi^2 + reg_pu |pu|^2 + reg_qi |qi|^2``
-    per rating, so each user and item is regularised in proportion to its
-    number of ratings. Each gradient row is divided by that count (a diagonal
-    preconditioner), so one learning rate suits users with 20 ratings and
-    users with 700; adaptive optimizers (Adam, RMSprop) are unaffected by it.
+    The model is ``r_ui ~ mu + bu + bi + qi . (pu + |N(u)|^-1/2 sum_{j in N(u)} yj)``,
+    without the ``yj`` sum unless ``implicit`` and without ``mu + bu + bi``
+    unless ``biased``. The objective is Surprise's, summed over observed
+    ratings: ``(r_ui - est)^2 + reg_bu bu^2 + reg_bi bi^2 + reg_pu |pu|^2 +
+    reg_qi |qi|^2 (+ reg_yj sum_{j in N(u)} |yj|^2)`` per rating, so each
+    parameter is regularised in proportion to the ratings it takes part in.
+    Each gradient row is divided by that count (a diagonal preconditioner),
+    so one learning rate suits users with 20 ratings and users with 700;
+    adaptive optimizers (Adam, RMSprop) are unaffected by it.
 
     Parameters
     ----------
@@ -50,10 +53,12 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
         Passes over all ratings; each is one optimizer step.
     biased : bool, default True
         Learn ``mu + bu + bi`` too (Surprise's SVD); False is plain ``pu . qi``.
+    implicit : bool, default False
+        Add SVD++'s implicit-feedback factors ``yj`` (the items each user rated).
     init_mean, init_std_dev : float
         Normal initialisation of the factors; biases start at 0.
     lr, reg : dict
-        Learning rate and regularisation per term, keys ``bu, bi, pu, qi``.
+        Learning rate and regularisation per term, keys ``bu, bi, pu, qi, yj``.
         Missing keys default to 0.1 (both).
     optimizer : str or type, default "adam"
         ``"sgd"``, ``"rmsprop"``, ``"adam"`` or a ``torch.optim.Optimizer``
@@ -68,7 +73,8 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
     Returns
     -------
     MFModel
-        Factors on the training device, and the per-epoch ``history``.
+        Factors on the training device (``extras["yj"]`` with ``implicit``),
+        and the per-epoch ``history``.
 
     Raises
     ------
@@ -90,58 +96,69 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
     pattern = obs.by_user(torch.ones_like(target))
 
     # Biases live inside augmented factor matrices, pa = [pu, bu, 1] and
-    # qa = [qi, 1, bi], so that one GEMM yields full predictions and the
-    # gradient GEMMs yield the bias gradients as extra columns.
+    # qa = [qi, 1, bi], so that one sampled product yields full predictions
+    # and the gradient products yield the bias gradients as extra columns.
     width = k + 2 if biased else k
     pa = torch.zeros((n_users, width), device=device, dtype=dtype)
     qa = torch.zeros((n_items, width), device=device, dtype=dtype)
     pa[:, :k] = init_factors(n_users, k, init_mean, init_std_dev, generator, device, dtype)
     qa[:, :k] = init_factors(n_items, k, init_mean, init_std_dev, generator, device, dtype)
     params = {"pu": pa[:, :k], "qi": qa[:, :k]}
+    weights = {"pu": count_u, "qi": count_i}
     if biased:
         pa[:, k + 1] = 1
         qa[:, k] = 1
         params["bu"], params["bi"] = pa[:, k], qa[:, k + 1]
-    zeros_u, zeros_i = torch.zeros(n_users, device=device, dtype=dtype), torch.zeros(n_items, device=device, dtype=dtype)
-    groups = [{"params": [p], "lr": lr[t]} for t, p in params.items()]
-    opt = opt_cls(groups, lr=lr["pu"])
-    inv_u = 1 / safe_counts(count_u)[:, None]
-    inv_i = 1 / safe_counts(count_i)[:, None]
-    hint = "Use a smaller learning rate (lr_all or lr_bu/lr_bi/lr_pu/lr_qi) or more regularisation."
+        weights["bu"], weights["bi"] = count_u, count_i
+    if implicit:
+        # |N(u)|^-1/2 as sparse matrices in both directions: the implicit sums
+        # of all users, and their gradient back to every yj, are one product each.
+        norm_values = safe_counts(count_u).rsqrt().index_select(0, obs.users)
+        norm, norm_t = obs.by_user(norm_values), obs.by_item(norm_values)
+        params["yj"] = init_factors(n_items, k, init_mean, init_std_dev, generator, device, dtype)
+        # yj is regularised once per rating of every user who rated j.
+        weights["yj"] = torch.zeros_like(count_i).index_add_(0, obs.items, count_u.index_select(0, obs.users))
+    opt = opt_cls([{"params": [p], "lr": lr[t]} for t, p in params.items()], lr=lr["pu"])
+    inv = {t: (1 / safe_counts(w)).reshape(-1, *([1] * (params[t].ndim - 1))) for t, w in weights.items()}
+    hint = "Use a smaller learning rate (lr_all or lr_bu/lr_bi/lr_pu/lr_qi/lr_yj) or more regularisation."
+
+    def user_factors():
+        return params["pu"] + norm @ params["yj"] if implicit else params["pu"]
 
     history: dict = {}
     for epoch in range(1, n_epochs + 1):
-        # Predictions at the observed entries only (a sampled GEMM), then the
-        # gradients as sparse-dense products: no pass over the empty entries.
-        err = torch.sparse.sampled_addmm(pattern, pa, qa.T, beta=0).values() - target
-        grad_pa = (obs.by_user(err) @ qa).mul_(inv_u)
-        grad_qa = (obs.by_item(err) @ pa).mul_(inv_i)
-        params["pu"].grad = grad_pa[:, :k].add_(params["pu"], alpha=reg["pu"])
-        params["qi"].grad = grad_qa[:, :k].add_(params["qi"], alpha=reg["qi"])
+        ea = pa
+        if implicit:
+            ea = pa.clone()
+            ea[:, :k] = user_factors()
+        # Predictions at the observed entries only (a sampled product), then
+        # the gradients as sparse-dense products: no work on empty entries.
+        err = torch.sparse.sampled_addmm(pattern, ea, qa.T, beta=0).values() - target
+        grad_pa = obs.by_user(err) @ qa
+        grad_qa = obs.by_item(err) @ ea
+        grads = {"pu": grad_pa[:, :k], "qi": grad_qa[:, :k]}
         if biased:
-            params["bu"].grad = grad_pa[:, k].add_(params["bu"], alpha=reg["bu"])
-            params["bi"].grad = grad_qa[:, k + 1].add_(params["bi"], alpha=reg["bi"])
+            grads["bu"], grads["bi"] = grad_pa[:, k], grad_qa[:, k + 1]
+        if implicit:
+            grads["yj"] = norm_t @ grad_pa[:, :k]
+        for t, p in params.items():
+            p.grad = grads[t].mul_(inv[t]).add_(p, alpha=reg[t])
         sse = torch.dot(err, err)
-        penalty = _penalty(params, reg, count_u, count_i)
+        penalty = sum(reg[t] * (weights[t] @ p.pow(2).reshape(p.shape[0], -1).sum(1)) for t, p in params.items())
         sse, penalty = torch.stack([sse, penalty]).tolist()
         opt.step()
         metrics = {"loss": (sse + penalty) / n_ratings, "train_rmse": (sse / n_ratings) ** 0.5,
-                   "eval_rmse": eval_rmse(eval_data, mu, params["pu"], params["qi"],
-                                          params.get("bu", zeros_u), params.get("bi", zeros_i))}
+                   "eval_rmse": eval_rmse(eval_data, mu, user_factors(), params["qi"],
+                                          params.get("bu", torch.zeros_like(count_u)),
+                                          params.get("bi", torch.zeros_like(count_i)))}
         record(history, epoch, metrics, callback, hint)
 
-    if not (torch.isfinite(pa).all() and torch.isfinite(qa).all()):
+    if not all(bool(torch.isfinite(p).all()) for p in params.values()):
         raise TrainingDivergedError(f"Training diverged: the factors hold NaN or infinity. {hint}")
+    zeros_u, zeros_i = torch.zeros_like(count_u), torch.zeros_like(count_i)
     return MFModel(mu, params["pu"].clone(), params["qi"].clone(),
-                   params.get("bu", zeros_u).clone(), params.get("bi", zeros_i).clone(), history)
-
-
-def _penalty(params, reg, count_u, count_i):
-    """Surprise's per-rating regularisation, summed: each row weighted by its count."""
-    total = reg["pu"] * (count_u @ params["pu"].pow(2).sum(1)) + reg["qi"] * (count_i @ params["qi"].pow(2).sum(1))
-    if "bu" in params:
-        total = total + reg["bu"] * (count_u @ params["bu"].pow(2)) + reg["bi"] * (count_i @ params["bi"].pow(2))
-    return total
+                   params.get("bu", zeros_u).clone(), params.get("bi", zeros_i).clone(), history,
+                   {"yj": params["yj"].clone()} if implicit else {})
 
 
 class TorchSVD(TorchMFAlgo):
@@ -224,19 +241,22 @@ class TorchSVD(TorchMFAlgo):
         lr_all = check_float("lr_all", self.lr_all, strict=True)
         reg_all = check_float("reg_all", self.reg_all)
         lr = {t: lr_all if getattr(self, f"lr_{t}") is None
-              else check_float(f"lr_{t}", getattr(self, f"lr_{t}"), strict=True) for t in _TERMS}
+              else check_float(f"lr_{t}", getattr(self, f"lr_{t}"), strict=True) for t in self._terms}
         reg = {t: reg_all if getattr(self, f"reg_{t}") is None
-               else check_float(f"reg_{t}", getattr(self, f"reg_{t}")) for t in _TERMS}
+               else check_float(f"reg_{t}", getattr(self, f"reg_{t}")) for t in self._terms}
         return dict(
             n_factors=check_int("n_factors", self.n_factors),
             n_epochs=check_int("n_epochs", self.n_epochs),
             biased=check_bool("biased", self.biased),
+            implicit=self._implicit,
             init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),
             init_std_dev=check_float("init_std_dev", self.init_std_dev),
             lr=lr, reg=reg, optimizer=_check_optimizer(self.optimizer),
         )
 
     _trainer = staticmethod(train_svd)
+    _terms = ("bu", "bi", "pu", "qi")
+    _implicit = False
 
 
 def _check_optimizer(value):

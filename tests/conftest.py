@@ -4,14 +4,41 @@ import numpy as np
 import pytest
 from surprise import Dataset, Reader
 
-from surprise_torch import TorchALS, TorchSVD
+from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
 
 # Parameters that make every algorithm fit the synthetic data in milliseconds.
 FAST = {
     TorchSVD: dict(n_factors=4, n_epochs=40, reg_all=0.05, random_state=0),
     TorchALS: dict(n_factors=4, n_epochs=8, reg=0.05, random_state=0),
+    TorchSVDpp: dict(n_factors=4, n_epochs=40, reg_all=0.05, random_state=0),
+    TorchNMF: dict(n_factors=4, n_epochs=60, biased=True, random_state=0),
 }
 ALGORITHMS = list(FAST)
+
+# For each algorithm, parameters that must each change the fitted model.
+_SGD_CHANGES = {"lr_all": 0.03, "reg_all": 0.5, "lr_pu": 0.02, "lr_qi": 0.02, "lr_bu": 0.02, "lr_bi": 0.02,
+                "reg_pu": 1.0, "reg_qi": 1.0, "reg_bu": 1.0, "reg_bi": 1.0, "optimizer": "rmsprop",
+                "init_mean": 0.1, "init_std_dev": 0.3}
+CHANGES = {
+    TorchSVD: _SGD_CHANGES,
+    TorchSVDpp: {**_SGD_CHANGES, "lr_yj": 0.02, "reg_yj": 1.0},
+    TorchALS: {"reg": 1.0, "reg_bu": 1.0, "reg_bi": 1.0, "weighted_reg": False, "init_mean": 0.1,
+               "init_std_dev": 0.3},
+    TorchNMF: {"reg_pu": 0.5, "reg_qi": 0.5, "reg_bu": 1.0, "reg_bi": 1.0, "lr_bu": 0.05, "lr_bi": 0.05,
+               "init_low": 0.2, "init_high": 2.0, "biased": False},
+}
+
+# For each algorithm, parameters that make training blow up.
+DIVERGE = {
+    TorchSVD: {"optimizer": "sgd", "lr_all": 1e4, "reg_all": 0.0},
+    TorchSVDpp: {"optimizer": "sgd", "lr_all": 1e4, "reg_all": 0.0},
+    TorchALS: {"init_std_dev": 1e200},
+    TorchNMF: {"init_high": 1e30},
+}
+
+
+def has_param(algo_class, name):
+    return name in algo_class().get_params()
 
 
 def low_rank_ratings(n_users=60, n_items=40, rank=3, density=0.5, noise=0.1, seed=0):

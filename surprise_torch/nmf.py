@@ -1,0 +1,178 @@
+"""Surprise's NMF on PyTorch: non-negative factors by multiplicative updates.
+
+Each epoch accumulates, over every rating at once, the numerators and
+denominators of the multiplicative updates (Luo et al. 2014, as Surprise
+implements them) with sparse products over the observed entries, then
+rescales all factors. Factors that start non-negative stay non-negative.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._base import TorchMFAlgo
+from ._config import check_bool, check_float, check_int
+from ._mf import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, record, safe_counts
+from ._observed import Observed
+
+__all__ = ["TorchNMF", "train_nmf"]
+
+
+def train_nmf(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 15, n_epochs: int = 50,
+              biased: bool = False, reg_pu: float = 0.06, reg_qi: float = 0.06, reg_bu: float = 0.02,
+              reg_bi: float = 0.02, lr_bu: float = 0.005, lr_bi: float = 0.005, init_low: float = 0.0,
+              init_high: float = 1.0, generator: torch.Generator | None = None,
+              eval_data: EvalData | None = None, callback: EpochCallback | None = None) -> MFModel:
+    """Fit ``r_ui ~ pu . qi`` (or ``mu + bu + bi + pu . qi``) with non-negative factors.
+
+    Per epoch, with ``est`` the current estimates at the observed entries:
+    ``pu *= (R qi) / (Est qi + n_u reg_pu pu)`` and
+    ``qi *= (R^T pu) / (Est^T pu + n_i reg_qi qi)``, both from the same pass,
+    as Surprise's NMF does. With ``biased``, each bias moves by ``lr`` per
+    rating along its mean residual, as Surprise's per-rating SGD does over a
+    pass; the step is capped at the full mean residual, so users and items
+    with thousands of ratings cannot overshoot.
+
+    Parameters
+    ----------
+    ratings, mask : torch.Tensor
+        ``(n_users, n_items)`` dense non-negative ratings and 0/1 mask.
+    n_factors : int, default 15
+    n_epochs : int, default 50
+    biased : bool, default False
+    reg_pu, reg_qi, reg_bu, reg_bi : float
+        Regularisation of the factors and biases (per rating).
+    lr_bu, lr_bi : float
+        Bias learning rates (per rating).
+    init_low, init_high : float, default 0, 1
+        Uniform initialisation range of the factors; ``init_low >= 0``.
+    generator : torch.Generator, optional
+    eval_data : EvalData, optional
+    callback : callable, optional
+
+    Returns
+    -------
+    MFModel
+
+    Raises
+    ------
+    ValueError
+        If a rating is negative: multiplicative updates need non-negative data.
+    """
+    device, dtype = ratings.device, ratings.dtype
+    n_users, n_items = ratings.shape
+    obs = Observed.from_mask(mask)
+    users, items = obs.users, obs.items
+    values = ratings[users, items]
+    if bool((values < 0).any()):
+        raise ValueError("NMF needs non-negative ratings; shift the rating scale so that its lower "
+                         "bound is >= 0 (see Reader(rating_scale=...)), or use TorchSVD.")
+    count_u, count_i = obs.counts(dtype)
+    mu = float(values.double().mean()) if biased else 0.0
+    pattern = obs.by_user(torch.ones_like(values))
+    by_user_values, by_item_values = obs.by_user(values), obs.by_item(values)
+
+    def uniform(n):
+        out = torch.empty((n, n_factors), dtype=torch.float64)
+        out.uniform_(init_low, init_high, generator=generator)
+        return out.to(device=device, dtype=dtype)
+
+    pu, qi = uniform(n_users), uniform(n_items)
+    bu = torch.zeros(n_users, device=device, dtype=dtype)
+    bi = torch.zeros(n_items, device=device, dtype=dtype)
+    # Surprise moves a bias by lr per rating, lr * n per pass; capped at one
+    # full step to the mean residual.
+    step_u = (lr_bu * count_u).clamp(max=1) / safe_counts(count_u)
+    step_i = (lr_bi * count_i).clamp(max=1) / safe_counts(count_i)
+    hint = "Use smaller init_high or larger regularisation."
+
+    history: dict = {}
+    for epoch in range(1, n_epochs + 1):
+        est = torch.sparse.sampled_addmm(pattern, pu, qi.T, beta=0).values()
+        if biased:
+            est += mu + bu.index_select(0, users) + bi.index_select(0, items)
+        err = values - est
+        by_user_est, by_item_est = obs.by_user(est), obs.by_item(est)
+        user_num, user_den = by_user_values @ qi, by_user_est @ qi
+        item_num, item_den = by_item_values @ pu, by_item_est @ pu
+        user_den += reg_pu * count_u[:, None] * pu
+        item_den += reg_qi * count_i[:, None] * qi
+        sse = torch.dot(err, err)
+        penalty = (reg_pu * (count_u @ pu.pow(2).sum(1)) + reg_qi * (count_i @ qi.pow(2).sum(1))
+                   + (reg_bu * (count_u @ bu.pow(2)) + reg_bi * (count_i @ bi.pow(2)) if biased else 0))
+        if biased:
+            sum_u = torch.zeros_like(bu).index_add_(0, users, err)
+            sum_i = torch.zeros_like(bi).index_add_(0, items, err)
+            bu = bu + step_u * (sum_u - reg_bu * count_u * bu)
+            bi = bi + step_i * (sum_i - reg_bi * count_i * bi)
+        # A zero factor stays zero (and 0/0 is avoided), as in Surprise.
+        pu = torch.where(pu != 0, pu * user_num / user_den, pu)
+        qi = torch.where(qi != 0, qi * item_num / item_den, qi)
+        sse, penalty = torch.stack([sse, torch.as_tensor(penalty, dtype=dtype, device=device)]).tolist()
+        metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": (sse / obs.nnz) ** 0.5,
+                   "eval_rmse": eval_rmse(eval_data, mu, pu, qi, bu, bi)}
+        record(history, epoch, metrics, callback, hint)
+    if not (torch.isfinite(pu).all() and torch.isfinite(qi).all()):
+        raise TrainingDivergedError(f"Training diverged: the factors hold NaN or infinity. {hint}")
+    return MFModel(mu, pu, qi, bu, bi, history)
+
+
+class TorchNMF(TorchMFAlgo):
+    """Surprise's NMF (non-negative matrix factorization), trained with PyTorch.
+
+    Same model, parameter names and defaults, fitted attributes and
+    ``estimate`` rules as ``surprise.NMF``; every epoch's multiplicative
+    update is computed for all ratings at once, on the CPU or a GPU.
+
+    Parameters
+    ----------
+    n_factors : int, default 15
+    n_epochs : int, default 50
+    biased : bool, default False
+        Use baselines. As Surprise warns, biased NMF overfits easily.
+    reg_pu, reg_qi : float, default 0.06
+    reg_bu, reg_bi : float, default 0.02
+    lr_bu, lr_bi : float, default 0.005
+    init_low, init_high : float, default 0, 1
+        Uniform initialisation range; ``init_low`` must be >= 0.
+    random_state : int, optional
+    verbose : bool, default False
+    device : str or torch.device, default "auto"
+    dtype : str or torch.dtype, optional
+    log_dir : str, optional
+
+    Attributes
+    ----------
+    pu, qi, bu, bi : numpy.ndarray
+    history : dict of str to list of float
+    """
+
+    def __init__(self, n_factors=15, n_epochs=50, biased=False, reg_pu=0.06, reg_qi=0.06, reg_bu=0.02,
+                 reg_bi=0.02, lr_bu=0.005, lr_bi=0.005, init_low=0.0, init_high=1.0, random_state=None,
+                 verbose=False, device="auto", dtype=None, log_dir=None):
+        super().__init__()
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.biased = biased
+        self.reg_pu, self.reg_qi, self.reg_bu, self.reg_bi = reg_pu, reg_qi, reg_bu, reg_bi
+        self.lr_bu, self.lr_bi = lr_bu, lr_bi
+        self.init_low, self.init_high = init_low, init_high
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.dtype = dtype
+        self.log_dir = log_dir
+
+    def _trainer_kwargs(self):
+        init_low = check_float("init_low", self.init_low)
+        return dict(
+            n_factors=check_int("n_factors", self.n_factors),
+            n_epochs=check_int("n_epochs", self.n_epochs),
+            biased=check_bool("biased", self.biased),
+            **{name: check_float(name, getattr(self, name)) for name in
+               ("reg_pu", "reg_qi", "reg_bu", "reg_bi", "lr_bu", "lr_bi")},
+            init_low=init_low,
+            init_high=check_float("init_high", self.init_high, minimum=init_low, strict=True),
+        )
+
+    _trainer = staticmethod(train_nmf)

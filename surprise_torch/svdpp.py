@@ -1,0 +1,90 @@
+"""Surprise's SVD++ on PyTorch: SVD plus implicit feedback from which items each user rated.
+
+Training is :func:`~surprise_torch.svd.train_svd` with ``implicit=True``: the
+implicit sums ``|N(u)|^-1/2 sum_{j in N(u)} yj`` of all users are one sparse
+product per epoch, never a loop over users. After ``fit`` those sums are kept
+per user (``implicit_``), so ``estimate`` and ``test`` compute each user's
+term once, not once per prediction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._observed import Observed
+from .svd import TorchSVD, train_svd
+
+__all__ = ["TorchSVDpp"]
+
+
+class TorchSVDpp(TorchSVD):
+    """Surprise's SVDpp (SVD++), trained with PyTorch.
+
+    Same model, parameter names, fitted attributes (``pu``, ``qi``, ``yj``,
+    ``bu``, ``bi``) and ``estimate`` rules as ``surprise.SVDpp``, trained by
+    full-batch optimizer steps like :class:`~surprise_torch.TorchSVD`. As
+    there, ``lr_all`` is an Adam step size, so it and ``reg_all`` and
+    ``n_epochs`` default to values tuned for this optimizer (see the README).
+
+    Parameters
+    ----------
+    n_factors : int, default 20
+    n_epochs : int, default 30
+    init_mean, init_std_dev : float, default 0, 0.1
+    lr_all, reg_all : float, default 0.1, 0.12
+    lr_bu, lr_bi, lr_pu, lr_qi, lr_yj : float, optional
+        Per-term learning rates; ``None`` takes ``lr_all``.
+    reg_bu, reg_bi, reg_pu, reg_qi, reg_yj : float, optional
+        Per-term regularisation; ``None`` takes ``reg_all``.
+    optimizer : str or type, default "adam"
+    random_state : int, optional
+    verbose : bool, default False
+    cache_ratings : bool, default False
+        Accepted for compatibility with Surprise; it has no effect, since
+        the ratings are always held as tensors.
+    device : str or torch.device, default "auto"
+    dtype : str or torch.dtype, optional
+    log_dir : str, optional
+
+    Attributes
+    ----------
+    pu, qi, yj : numpy.ndarray
+        User, item and implicit item factors.
+    bu, bi : numpy.ndarray
+    implicit_ : numpy.ndarray
+        ``(n_users, n_factors)``: each user's ``|N(u)|^-1/2 sum_{j in N(u)} yj``.
+    history : dict of str to list of float
+    """
+
+    biased = True  # SVD++ always has baselines; not a parameter, as in Surprise.
+
+    def __init__(self, n_factors=20, n_epochs=30, init_mean=0.0, init_std_dev=0.1, lr_all=0.1,
+                 reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None, lr_yj=None, reg_bu=None,
+                 reg_bi=None, reg_pu=None, reg_qi=None, reg_yj=None, optimizer="adam", random_state=None,
+                 verbose=False, cache_ratings=False, device="auto", dtype=None, log_dir=None):
+        super().__init__(n_factors=n_factors, n_epochs=n_epochs, init_mean=init_mean,
+                         init_std_dev=init_std_dev, lr_all=lr_all, reg_all=reg_all, lr_bu=lr_bu,
+                         lr_bi=lr_bi, lr_pu=lr_pu, lr_qi=lr_qi, reg_bu=reg_bu, reg_bi=reg_bi,
+                         reg_pu=reg_pu, reg_qi=reg_qi, optimizer=optimizer, random_state=random_state,
+                         verbose=verbose, device=device, dtype=dtype, log_dir=log_dir)
+        del self.biased  # the class attribute stands
+        self.lr_yj = lr_yj
+        self.reg_yj = reg_yj
+        self.cache_ratings = cache_ratings
+
+    _trainer = staticmethod(train_svd)
+    _terms = ("bu", "bi", "pu", "qi", "yj")
+    _implicit = True
+
+    def _after_fit(self, arrays):
+        # Each user's implicit term, from the fitted (float64) yj on the host,
+        # as Surprise's estimate computes it, but once per user for all users.
+        obs = Observed.from_coordinates(torch.from_numpy(arrays.users), torch.from_numpy(arrays.items),
+                                        (arrays.n_users, arrays.n_items))
+        counts = np.bincount(arrays.users, minlength=arrays.n_users).astype(np.float64)
+        weights = torch.from_numpy(1 / np.sqrt(np.maximum(counts, 1))[arrays.users])
+        self.implicit_ = (obs.by_user(weights) @ torch.from_numpy(self.yj)).numpy()
+
+    def _user_rows(self, users):
+        return self.pu.take(users, axis=0) + self.implicit_.take(users, axis=0)
