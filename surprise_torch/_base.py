@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import itertools
 
 import numpy as np
 import torch
@@ -180,9 +181,10 @@ class TorchMFAlgo(AlgoBase):
             est = np.where(impossible, self.default_prediction(), est)
             low, high = self.trainset.rating_scale
             est = np.minimum(high, np.maximum(low, est)).tolist()
-            details = [{"was_impossible": True, "reason": _UNKNOWN_REASON} if imp else {"was_impossible": False}
-                       for imp in impossible.tolist()]
-            predictions = list(map(Prediction, uids, iids, r_ui, est, details))
+            possible, unknown = {"was_impossible": False}, {"was_impossible": True, "reason": _UNKNOWN_REASON}
+            details = map(dict.copy, (unknown if imp else possible for imp in impossible.tolist()))
+            # tuple.__new__ builds each namedtuple in C, without a Python frame per prediction.
+            predictions = list(map(tuple.__new__, itertools.repeat(Prediction), zip(uids, iids, r_ui, est, details)))
         if verbose:
             for pred in predictions:
                 print(pred)

@@ -166,8 +166,8 @@ class TorchSVD(TorchMFAlgo):
 
     A drop-in replacement for ``surprise.SVD``: same model, parameter names,
     fitted attributes (``pu``, ``qi``, ``bu``, ``bi``) and ``estimate`` rules,
-    but each epoch is one full-batch optimizer step on whole-matrix GEMMs, on
-    the CPU or a GPU. Some defaults differ from Surprise's because the
+    but each epoch is one full-batch optimizer step computed with sparse
+    products over all ratings at once, on the CPU or a GPU. Some defaults differ from Surprise's because the
     optimizer differs: ``lr_all=0.1`` is an Adam step size, not a per-rating
     SGD rate, and ``reg_all=0.12``, ``n_epochs=30`` are what that optimizer
     needs to beat Surprise's accuracy (see the README and

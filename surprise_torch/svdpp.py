@@ -1,6 +1,6 @@
 """Surprise's SVD++ on PyTorch: SVD plus implicit feedback from which items each user rated.
 
-Training is :func:`~surprise_torch.svd.train_svd` with ``implicit=True``: the
+Training is :func:`~surprise_torch.train_svd` with ``implicit=True``: the
 implicit sums ``|N(u)|^-1/2 sum_{j in N(u)} yj`` of all users are one sparse
 product per epoch, never a loop over users. After ``fit`` those sums are kept
 per user (``implicit_``), so ``estimate`` and ``test`` compute each user's
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ._observed import Observed
-from .svd import TorchSVD, train_svd
+from .svd import TorchSVD
 
 __all__ = ["TorchSVDpp"]
 
@@ -24,13 +24,14 @@ class TorchSVDpp(TorchSVD):
     Same model, parameter names, fitted attributes (``pu``, ``qi``, ``yj``,
     ``bu``, ``bi``) and ``estimate`` rules as ``surprise.SVDpp``, trained by
     full-batch optimizer steps like :class:`~surprise_torch.TorchSVD`. As
-    there, ``lr_all`` is an Adam step size, so it and ``reg_all`` and
-    ``n_epochs`` default to values tuned for this optimizer (see the README).
+    there, ``lr_all`` is an Adam step size, so it, ``reg_all``, ``n_epochs``
+    and ``n_factors`` default to the values our search found best (Surprise:
+    20 factors, 20 epochs; see ``benchmarks/results/tuning-svdpp``).
 
     Parameters
     ----------
-    n_factors : int, default 20
-    n_epochs : int, default 30
+    n_factors : int, default 50
+    n_epochs : int, default 50
     init_mean, init_std_dev : float, default 0, 0.1
     lr_all, reg_all : float, default 0.1, 0.12
     lr_bu, lr_bi, lr_pu, lr_qi, lr_yj : float, optional
@@ -57,9 +58,7 @@ class TorchSVDpp(TorchSVD):
     history : dict of str to list of float
     """
 
-    biased = True  # SVD++ always has baselines; not a parameter, as in Surprise.
-
-    def __init__(self, n_factors=20, n_epochs=30, init_mean=0.0, init_std_dev=0.1, lr_all=0.1,
+    def __init__(self, n_factors=50, n_epochs=50, init_mean=0.0, init_std_dev=0.1, lr_all=0.1,
                  reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None, lr_yj=None, reg_bu=None,
                  reg_bi=None, reg_pu=None, reg_qi=None, reg_yj=None, optimizer="adam", random_state=None,
                  verbose=False, cache_ratings=False, device="auto", dtype=None, log_dir=None):
@@ -68,12 +67,11 @@ class TorchSVDpp(TorchSVD):
                          lr_bi=lr_bi, lr_pu=lr_pu, lr_qi=lr_qi, reg_bu=reg_bu, reg_bi=reg_bi,
                          reg_pu=reg_pu, reg_qi=reg_qi, optimizer=optimizer, random_state=random_state,
                          verbose=verbose, device=device, dtype=dtype, log_dir=log_dir)
-        del self.biased  # the class attribute stands
         self.lr_yj = lr_yj
         self.reg_yj = reg_yj
         self.cache_ratings = cache_ratings
 
-    _trainer = staticmethod(train_svd)
+    # SVD++ always has baselines (biased=True from TorchSVD); it is no parameter, as in Surprise.
     _terms = ("bu", "bi", "pu", "qi", "yj")
     _implicit = True
 
