@@ -6,6 +6,7 @@
 """
 
 from ._mf import MFModel, TrainingDivergedError
+from .arrays import train_on_arrays
 from .als import TorchALS, complete_als, solve_ridge_rows, train_als
 from .nmf import TorchNMF, train_nmf
 from .recommend import top_n
@@ -23,6 +24,7 @@ __all__ = [
     "train_svd",
     "train_als",
     "train_nmf",
+    "train_on_arrays",
     "solve_ridge_rows",
     "complete_als",
     "MFModel",

@@ -20,8 +20,9 @@ from surprise import AlgoBase, PredictionImpossible
 from surprise.prediction_algorithms.predictions import Prediction
 
 from ._config import check_bool, check_random_state, resolve_device, resolve_dtype
-from ._data import testset_indices, to_dense, trainset_arrays
+from ._data import testset_indices, trainset_arrays
 from ._mf import EvalData
+from .arrays import train_on_arrays
 
 _UNKNOWN_REASON = "User and item are unknown."
 
@@ -82,7 +83,8 @@ class TorchMFAlgo(AlgoBase):
             For an invalid parameter (named in the message), an empty trainset
             or non-finite ratings.
         MemoryError
-            If the dense layout would not fit on the device (raised before allocating).
+            If the data (in the chosen layout) and the model would not fit on
+            the device; raised before allocating, with the estimate.
         TrainingDivergedError
             If the loss becomes NaN or infinite.
         """
@@ -93,11 +95,12 @@ class TorchMFAlgo(AlgoBase):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         arrays = trainset_arrays(trainset)
-        ratings, mask = to_dense(arrays, device, dtype)
         eval_data = self._eval_data(eval_set, kwargs.get("biased", True), device, dtype)
         with _EpochLog(type(self).__name__, kwargs["n_epochs"], verbose, self.log_dir) as log:
-            model = type(self)._trainer(ratings, mask, generator=generator, eval_data=eval_data,
-                                        callback=log, **kwargs)
+            model = train_on_arrays(type(self)._trainer, arrays.users, arrays.items, arrays.ratings,
+                                    n_users=arrays.n_users, n_items=arrays.n_items, layout=self.layout,
+                                    device=device, dtype=dtype, generator=generator, eval_data=eval_data,
+                                    callback=log, **kwargs)
         self.global_mean_ = model.global_mean
         self.pu = _host(model.pu)
         self.qi = _host(model.qi)

@@ -90,3 +90,47 @@ def _csr(crow, cols, values, shape):
         # torch labels CSR "beta"; the products used here are long stable.
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
+
+
+def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None):
+    """Index the observed ratings of a dense (with ``mask``) or sparse COO/CSR tensor.
+
+    Parameters
+    ----------
+    ratings : torch.Tensor
+        ``(n_users, n_items)``: dense (then ``mask`` marks the observed
+        entries), or sparse COO or CSR whose stored entries are the ratings.
+    mask : torch.Tensor, optional
+        Dense 0/1 mask; required with dense ``ratings``, ignored otherwise.
+
+    Returns
+    -------
+    obs : Observed
+    values : torch.Tensor
+        ``(nnz,)`` ratings in ``obs``'s user-major order.
+
+    Raises
+    ------
+    ValueError
+        For a dense tensor without a mask, a COO tensor with repeated
+        (user, item) pairs, or another layout.
+    """
+    shape = tuple(ratings.shape)
+    if ratings.layout == torch.strided:
+        if mask is None:
+            raise ValueError("Dense ratings need a mask of the observed entries (mask=...), "
+                             "or pass a sparse COO/CSR tensor.")
+        obs = Observed.from_mask(mask)
+        return obs, ratings[obs.users, obs.items]
+    if ratings.layout == torch.sparse_coo:
+        coalesced = ratings.coalesce()  # sorted by (user, item), duplicates summed
+        if coalesced._nnz() != ratings._nnz():
+            raise ValueError("The sparse ratings repeat some (user, item) pairs; keep one rating per pair.")
+        users, items = coalesced.indices()
+        return Observed.from_coordinates(users, items, shape), coalesced.values()
+    if ratings.layout == torch.sparse_csr:
+        crow, cols, values = ratings.crow_indices(), ratings.col_indices(), ratings.values()
+        users = torch.repeat_interleave(torch.arange(shape[0], device=crow.device), crow.diff())
+        order = torch.argsort(users * shape[1] + cols)  # CSR need not sort columns within a row
+        return Observed.from_coordinates(users[order], cols[order], shape), values[order]
+    raise ValueError(f"ratings must be dense, sparse COO or sparse CSR, not {ratings.layout}.")

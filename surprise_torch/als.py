@@ -13,7 +13,7 @@ import torch
 from ._base import TorchMFAlgo
 from ._config import check_bool, check_float, check_int
 from ._mf import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
-from ._observed import Observed
+from ._observed import observed_ratings
 
 __all__ = ["TorchALS", "train_als", "solve_ridge_rows", "complete_als"]
 
@@ -70,7 +70,7 @@ def _solve_ridge(weights, target, features, penalty):
     return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1), rhs
 
 
-def train_als(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 20, n_epochs: int = 10,
+def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 20, n_epochs: int = 10,
               biased: bool = True, reg: float = 0.125, reg_bu: float = 0.05, reg_bi: float = 0.05,
               weighted_reg: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
               generator: torch.Generator | None = None, eval_data: EvalData | None = None,
@@ -89,8 +89,11 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 20,
 
     Parameters
     ----------
-    ratings, mask : torch.Tensor
-        ``(n_users, n_items)`` dense ratings and 0/1 mask of observed entries.
+    ratings : torch.Tensor
+        ``(n_users, n_items)`` ratings: dense with a ``mask``, or sparse
+        COO/CSR (stored entries are the observed ratings).
+    mask : torch.Tensor, optional
+        Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 20
     n_epochs : int, default 10
         Sweeps; each solves all users, then all items.
@@ -116,10 +119,9 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 20,
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
     k = n_factors
-    obs = Observed.from_mask(mask)
+    obs, values = observed_ratings(ratings, mask)
     users, items = obs.users, obs.items
     count_u, count_i = obs.counts(dtype)
-    values = ratings[users, items]
     mu = float(values.double().mean()) if biased else 0.0
     target = values - mu
     weights_u, weights_i = obs.by_user(torch.ones_like(target)), obs.by_item(torch.ones_like(target))
@@ -164,6 +166,17 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 20,
                    "eval_rmse": eval_rmse(eval_data, mu, pu, qi, bu, bi)}
         record(history, epoch, metrics, callback, hint)
     return MFModel(mu, pu.contiguous(), qi.contiguous(), bu.contiguous(), bi.contiguous(), history)
+
+
+def _als_memory(n_users, n_items, element_size, n_factors=20, **_):
+    """Bytes of the factors and of the larger half-sweep: its Gram matrices,
+    their Cholesky factors, and the other side's outer products."""
+    d = n_factors + 1
+    half = max(2 * n_users + n_items, 2 * n_items + n_users) * d * d
+    return ((n_users + n_items) * d * 4 + half) * element_size
+
+
+train_als.memory_bytes = _als_memory
 
 
 def complete_als(matrix: torch.Tensor, n_factors: int = 5, n_epochs: int = 10,
@@ -243,6 +256,10 @@ class TorchALS(TorchMFAlgo):
     verbose : bool, default False
     device : str or torch.device, default "auto"
     dtype : str or torch.dtype, optional
+    layout : {"auto", "dense", "sparse"}, default "auto"
+        How the ratings reach the trainer: a dense matrix and mask, or a
+        sparse tensor; "auto" is dense while it takes under a quarter of the
+        device\'s available memory. Both give the same model.
     log_dir : str, optional
         TensorBoard log directory (needs ``tensorboard``).
 
@@ -256,7 +273,7 @@ class TorchALS(TorchMFAlgo):
 
     def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.125, reg_bu=0.05, reg_bi=0.05,
                  weighted_reg=True, init_mean=0.0, init_std_dev=0.1, random_state=None, verbose=False,
-                 device="auto", dtype=None, log_dir=None):
+                 device="auto", dtype=None, layout="auto", log_dir=None):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -271,6 +288,7 @@ class TorchALS(TorchMFAlgo):
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
+        self.layout = layout
         self.log_dir = log_dir
 
     def _trainer_kwargs(self):

@@ -13,12 +13,12 @@ import torch
 from ._base import TorchMFAlgo
 from ._config import check_bool, check_float, check_int
 from ._mf import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, record, safe_counts
-from ._observed import Observed
+from ._observed import observed_ratings
 
 __all__ = ["TorchNMF", "train_nmf"]
 
 
-def train_nmf(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 15, n_epochs: int = 50,
+def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 15, n_epochs: int = 50,
               biased: bool = False, reg_pu: float = 0.06, reg_qi: float = 0.06, reg_bu: float = 0.02,
               reg_bi: float = 0.02, lr_bu: float = 0.005, lr_bi: float = 0.005, init_low: float = 0.0,
               init_high: float = 1.0, generator: torch.Generator | None = None,
@@ -35,8 +35,11 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 15,
 
     Parameters
     ----------
-    ratings, mask : torch.Tensor
-        ``(n_users, n_items)`` dense non-negative ratings and 0/1 mask.
+    ratings : torch.Tensor
+        ``(n_users, n_items)`` non-negative ratings: dense with a ``mask``,
+        or sparse COO/CSR (stored entries are the observed ratings).
+    mask : torch.Tensor, optional
+        Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 15
     n_epochs : int, default 50
     biased : bool, default False
@@ -61,9 +64,8 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 15,
     """
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
-    obs = Observed.from_mask(mask)
+    obs, values = observed_ratings(ratings, mask)
     users, items = obs.users, obs.items
-    values = ratings[users, items]
     if bool((values < 0).any()):
         raise ValueError("NMF needs non-negative ratings; shift the rating scale so that its lower "
                          "bound is >= 0 (see Reader(rating_scale=...)), or use TorchSVD.")
@@ -117,6 +119,14 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 15,
     return MFModel(mu, pu, qi, bu, bi, history)
 
 
+def _nmf_memory(n_users, n_items, element_size, n_factors=15, **_):
+    """Bytes of the factors and their update numerators and denominators."""
+    return (n_users + n_items) * n_factors * element_size * 6
+
+
+train_nmf.memory_bytes = _nmf_memory
+
+
 class TorchNMF(TorchMFAlgo):
     """Surprise's NMF (non-negative matrix factorization), trained with PyTorch.
 
@@ -139,6 +149,10 @@ class TorchNMF(TorchMFAlgo):
     verbose : bool, default False
     device : str or torch.device, default "auto"
     dtype : str or torch.dtype, optional
+    layout : {"auto", "dense", "sparse"}, default "auto"
+        How the ratings reach the trainer: a dense matrix and mask, or a
+        sparse tensor; "auto" is dense while it takes under a quarter of the
+        device\'s available memory. Both give the same model.
     log_dir : str, optional
 
     Attributes
@@ -149,7 +163,7 @@ class TorchNMF(TorchMFAlgo):
 
     def __init__(self, n_factors=15, n_epochs=50, biased=False, reg_pu=0.06, reg_qi=0.06, reg_bu=0.02,
                  reg_bi=0.02, lr_bu=0.005, lr_bi=0.005, init_low=0.0, init_high=1.0, random_state=None,
-                 verbose=False, device="auto", dtype=None, log_dir=None):
+                 verbose=False, device="auto", dtype=None, layout="auto", log_dir=None):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -161,6 +175,7 @@ class TorchNMF(TorchMFAlgo):
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
+        self.layout = layout
         self.log_dir = log_dir
 
     def _trainer_kwargs(self):

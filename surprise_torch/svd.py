@@ -16,7 +16,7 @@ from surprise import PredictionImpossible  # noqa: F401  (re-exported for users'
 from ._base import TorchMFAlgo
 from ._config import check_bool, check_float, check_int
 from ._mf import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
-from ._observed import Observed
+from ._observed import observed_ratings
 
 __all__ = ["TorchSVD", "train_svd", "OPTIMIZERS"]
 
@@ -26,7 +26,7 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": to
 _TERMS = ("bu", "bi", "pu", "qi", "yj")
 
 
-def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100, n_epochs: int = 30,
+def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 100, n_epochs: int = 30,
               biased: bool = True, implicit: bool = False, init_mean: float = 0.0,
               init_std_dev: float = 0.1, lr: dict | None = None, reg: dict | None = None,
               optimizer="adam", generator: torch.Generator | None = None,
@@ -45,9 +45,12 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
 
     Parameters
     ----------
-    ratings, mask : torch.Tensor
-        ``(n_users, n_items)`` dense ratings and 0/1 mask of observed entries,
-        on the device and in the dtype to train with.
+    ratings : torch.Tensor
+        ``(n_users, n_items)`` ratings on the device and in the dtype to
+        train with: dense with a ``mask``, or sparse COO/CSR (stored entries
+        are the observed ratings).
+    mask : torch.Tensor, optional
+        Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 100
     n_epochs : int, default 30
         Passes over all ratings; each is one optimizer step.
@@ -87,10 +90,9 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
     k = n_factors
-    obs = Observed.from_mask(mask)
+    obs, values = observed_ratings(ratings, mask)
     n_ratings = obs.nnz
     count_u, count_i = obs.counts(dtype)
-    values = ratings[obs.users, obs.items]
     mu = float(values.double().mean()) if biased else 0.0
     target = values - mu
     pattern = obs.by_user(torch.ones_like(target))
@@ -161,6 +163,15 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor, *, n_factors: int = 100
                    {"yj": params["yj"].clone()} if implicit else {})
 
 
+def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, **_):
+    """Bytes of factors, gradients, two optimizer moments and per-epoch copies."""
+    rows = n_users + n_items * (2 if implicit else 1)
+    return rows * (n_factors + 2) * element_size * 6
+
+
+train_svd.memory_bytes = _svd_memory
+
+
 class TorchSVD(TorchMFAlgo):
     """Surprise's SVD (biased matrix factorization), trained with PyTorch.
 
@@ -202,6 +213,10 @@ class TorchSVD(TorchMFAlgo):
         ``"auto"`` picks CUDA, then MPS, then the CPU.
     dtype : str or torch.dtype, optional
         ``"float32"`` (default) or ``"float64"``.
+    layout : {"auto", "dense", "sparse"}, default "auto"
+        How the ratings reach the trainer: a dense matrix and mask, or a
+        sparse tensor; "auto" is dense while it takes under a quarter of the
+        device\'s available memory. Both give the same model.
     log_dir : str, optional
         Write the per-epoch curves for TensorBoard there (needs ``tensorboard``).
 
@@ -219,7 +234,7 @@ class TorchSVD(TorchMFAlgo):
     def __init__(self, n_factors=100, n_epochs=30, biased=True, init_mean=0.0, init_std_dev=0.1,
                  lr_all=0.1, reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None,
                  reg_bu=None, reg_bi=None, reg_pu=None, reg_qi=None, optimizer="adam",
-                 random_state=None, verbose=False, device="auto", dtype=None, log_dir=None):
+                 random_state=None, verbose=False, device="auto", dtype=None, layout="auto", log_dir=None):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -235,6 +250,7 @@ class TorchSVD(TorchMFAlgo):
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
+        self.layout = layout
         self.log_dir = log_dir
 
     def _trainer_kwargs(self):

@@ -46,6 +46,10 @@ class TorchSVDpp(TorchSVD):
         the ratings are always held as tensors.
     device : str or torch.device, default "auto"
     dtype : str or torch.dtype, optional
+    layout : {"auto", "dense", "sparse"}, default "auto"
+        How the ratings reach the trainer: a dense matrix and mask, or a
+        sparse tensor; "auto" is dense while it takes under a quarter of the
+        device\'s available memory. Both give the same model.
     log_dir : str, optional
 
     Attributes
@@ -61,12 +65,12 @@ class TorchSVDpp(TorchSVD):
     def __init__(self, n_factors=50, n_epochs=50, init_mean=0.0, init_std_dev=0.1, lr_all=0.1,
                  reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None, lr_yj=None, reg_bu=None,
                  reg_bi=None, reg_pu=None, reg_qi=None, reg_yj=None, optimizer="adam", random_state=None,
-                 verbose=False, cache_ratings=False, device="auto", dtype=None, log_dir=None):
+                 verbose=False, cache_ratings=False, device="auto", dtype=None, layout="auto", log_dir=None):
         super().__init__(n_factors=n_factors, n_epochs=n_epochs, init_mean=init_mean,
                          init_std_dev=init_std_dev, lr_all=lr_all, reg_all=reg_all, lr_bu=lr_bu,
                          lr_bi=lr_bi, lr_pu=lr_pu, lr_qi=lr_qi, reg_bu=reg_bu, reg_bi=reg_bi,
                          reg_pu=reg_pu, reg_qi=reg_qi, optimizer=optimizer, random_state=random_state,
-                         verbose=verbose, device=device, dtype=dtype, log_dir=log_dir)
+                         verbose=verbose, device=device, dtype=dtype, layout=layout, log_dir=log_dir)
         self.lr_yj = lr_yj
         self.reg_yj = reg_yj
         self.cache_ratings = cache_ratings

@@ -1,0 +1,103 @@
+"""Dense and sparse layouts, and training straight from arrays."""
+
+import numpy as np
+import pytest
+import torch
+
+import surprise_torch._data as data_module
+import surprise_torch.arrays as arrays_module
+from surprise_torch import train_als, train_nmf, train_on_arrays, train_svd
+from surprise_torch._observed import observed_ratings
+
+from .conftest import ALGORITHMS, FAST
+
+TRAINERS = [("svd", train_svd, {}), ("svdpp", train_svd, {"implicit": True}), ("als", train_als, {}),
+            ("nmf", train_nmf, {})]
+
+
+def random_arrays(n_users=25, n_items=15, n=150, seed=0):
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(n_users * n_items, n, replace=False)
+    return keys // n_items, keys % n_items, rng.integers(1, 6, n).astype(float), n_users, n_items
+
+
+@pytest.mark.parametrize("name,trainer,extra", TRAINERS, ids=[t[0] for t in TRAINERS])
+def test_dense_coo_and_csr_inputs_give_the_same_model(name, trainer, extra):
+    users, items, ratings, n_users, n_items = random_arrays()
+    dense = torch.zeros(n_users, n_items, dtype=torch.float64)
+    dense[users, items] = torch.from_numpy(ratings)
+    mask = (dense != 0).double()
+    coo = dense.to_sparse()
+    models = [trainer(r, m, n_factors=3, n_epochs=5, generator=torch.Generator().manual_seed(0), **extra)
+              for r, m in ((dense, mask), (coo, None), (dense.to_sparse_csr(), None))]
+    for other in models[1:]:
+        torch.testing.assert_close(other.pu, models[0].pu)
+        torch.testing.assert_close(other.qi, models[0].qi)
+        assert other.history["loss"] == pytest.approx(models[0].history["loss"])
+
+
+@pytest.mark.parametrize("algo_class", ALGORITHMS, ids=lambda c: c.__name__)
+def test_algorithms_give_the_same_model_in_both_layouts(algo_class, split):
+    trainset, testset = split
+    dense = algo_class(**FAST[algo_class], layout="dense").fit(trainset)
+    sparse = algo_class(**FAST[algo_class], layout="sparse").fit(trainset)
+    np.testing.assert_allclose(sparse.pu, dense.pu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([p.est for p in sparse.test(testset)], [p.est for p in dense.test(testset)],
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="layout"):
+        algo_class(**FAST[algo_class], layout="csr").fit(trainset)
+
+
+def test_auto_layout_follows_the_memory_budget(monkeypatch):
+    cpu = torch.device("cpu")
+    assert arrays_module.choose_layout("auto", 1000, 1000, torch.float32, cpu) == "dense"
+    # 1000 x 1000 x 2 buffers x 4 bytes = 8 MB: over a quarter of 16 MB.
+    monkeypatch.setattr(arrays_module, "available_bytes", lambda device: 16 * 10**6)
+    assert arrays_module.choose_layout("auto", 1000, 1000, torch.float32, cpu) == "sparse"
+    assert arrays_module.choose_layout("dense", 1000, 1000, torch.float32, cpu) == "dense"
+
+
+def test_too_large_fails_before_allocating_with_the_estimate(monkeypatch):
+    users, items, ratings, _, _ = random_arrays()
+    monkeypatch.setattr(arrays_module, "available_bytes", lambda device: 10_000)
+    monkeypatch.setattr(data_module, "available_bytes", lambda device: 10_000)
+    with pytest.raises(MemoryError, match=r"needs about .* GiB .*fewer n_factors"):
+        train_on_arrays("als", users, items, ratings, n_factors=50, layout="sparse")
+
+
+def test_train_on_arrays_by_name_matches_the_trainer():
+    users, items, ratings, n_users, n_items = random_arrays()
+    model = train_on_arrays("als", users, items, ratings, n_factors=3, n_epochs=4, random_state=0)
+    coo = torch.sparse_coo_tensor(np.stack([users, items]), ratings, (n_users, n_items), check_invariants=True).float()
+    direct = train_als(coo, n_factors=3, n_epochs=4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.qi, direct.qi)
+    svdpp = train_on_arrays("svdpp", users, items, ratings, n_factors=3, n_epochs=2, random_state=0)
+    assert "yj" in svdpp.extras
+
+
+def test_repeated_pairs_keep_the_last_rating():
+    arrays = arrays_module.as_rating_arrays([0, 1, 0, 1], [0, 0, 0, 1], [1.0, 2.0, 5.0, 3.0])
+    assert arrays.users.tolist() == [0, 1, 1] and arrays.items.tolist() == [0, 0, 1]
+    assert arrays.ratings.tolist() == [5.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("users,items,ratings,match", [
+    ([0, 1], [0], [1.0, 2.0], "same length"),
+    ([], [], [], "no ratings"),
+    ([0.5], [0], [1.0], "integer ids"),
+    ([-1], [0], [1.0], r"\[0, "),
+    ([0], [0], [float("nan")], "NaN"),
+])
+def test_bad_arrays_are_refused(users, items, ratings, match):
+    with pytest.raises(ValueError, match=match):
+        train_on_arrays("svd", users, items, ratings)
+
+
+def test_bad_inputs_to_trainers():
+    with pytest.raises(ValueError, match="mask"):
+        train_svd(torch.ones(3, 3))
+    dup = torch.sparse_coo_tensor([[0, 0], [1, 1]], [3.0, 4.0], (2, 2))
+    with pytest.raises(ValueError, match="repeat"):
+        observed_ratings(dup)
+    with pytest.raises(ValueError, match="trainer must be"):
+        train_on_arrays("knn", [0], [0], [1.0])
