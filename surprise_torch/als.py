@@ -13,7 +13,7 @@ import torch
 from ._base import TorchMFAlgo
 from ._config import check_bool, check_float, check_int
 from ._mf import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
-from ._observed import observed_ratings
+from ._observed import Observed, _csr, observed_ratings
 
 __all__ = ["TorchALS", "train_als", "solve_ridge_rows", "complete_als"]
 
@@ -70,11 +70,12 @@ def _solve_ridge(weights, target, features, penalty):
     return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1), rhs
 
 
-def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 20, n_epochs: int = 10,
-              biased: bool = True, reg: float = 0.125, reg_bu: float = 0.05, reg_bi: float = 0.05,
-              weighted_reg: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
-              generator: torch.Generator | None = None, eval_data: EvalData | None = None,
-              callback: EpochCallback | None = None) -> MFModel:
+def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 20,
+              n_epochs: int = 10, biased: bool = True, reg: float = 0.125, reg_bu: float = 0.05,
+              reg_bi: float = 0.05, weighted_reg: bool = True, init_mean: float = 0.0,
+              init_std_dev: float = 0.1, generator: torch.Generator | None = None,
+              eval_data: EvalData | None = None, callback: EpochCallback | None = None,
+              group=None) -> MFModel:
     """Fit ``r_ui ~ mu + bu + bi + pu . qi`` (or ``pu . qi``) by alternating least squares.
 
     Minimises ``sum (r_ui - est)^2 + sum_u s_u (reg |pu|^2 + reg_bu bu^2)
@@ -85,7 +86,14 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
 
     The products run over the observed entries only (CSR sparse-dense
     GEMMs), which on rating data is several times less work than the dense
-    matrix; the dense inputs are indexed once.
+    matrix.
+
+    With a ``group`` (``torch.distributed``, e.g. launched by ``torchrun``),
+    every process calls this with the same ratings and seed: users and items
+    are split into contiguous shards by rank, each process solves its shard
+    of each half-sweep, and the shards are exchanged with ``all_gather``.
+    Every process ends with the whole model, the same as one process would
+    have fitted, up to float rounding.
 
     Parameters
     ----------
@@ -111,6 +119,9 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         Ratings whose RMSE is recorded after every sweep.
     callback : callable, optional
         ``callback(epoch, metrics)`` after every sweep.
+    group : torch.distributed.ProcessGroup, optional
+        Train across this group's processes (``torch.distributed.group.WORLD``
+        for all); None trains in this process alone.
 
     Returns
     -------
@@ -119,53 +130,140 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
     k = n_factors
+    comm = _Exchange(group)
     obs, values = observed_ratings(ratings, mask)
-    users, items = obs.users, obs.items
-    count_u, count_i = obs.counts(dtype)
     mu = float(values.double().mean()) if biased else 0.0
-    target = values - mu
-    weights_u, weights_i = obs.by_user(torch.ones_like(target)), obs.by_item(torch.ones_like(target))
-    scale_u = safe_counts(count_u) if weighted_reg else torch.ones_like(count_u)
-    scale_i = safe_counts(count_i) if weighted_reg else torch.ones_like(count_i)
+    user_side = _Side.of_users(obs, values - mu, comm)
+    item_side = _Side.of_items(obs, values - mu, comm)
 
+    # Drawn in full on every process, in the single-process order, so that
+    # every process starts from the same factors as one process would.
     pu = init_factors(n_users, k, init_mean, init_std_dev, generator, device, dtype)
     qi = init_factors(n_items, k, init_mean, init_std_dev, generator, device, dtype)
     bu = torch.zeros(n_users, device=device, dtype=dtype)
     bi = torch.zeros(n_items, device=device, dtype=dtype)
     ones_u = torch.ones((n_users, 1), device=device, dtype=dtype)
     ones_i = torch.ones((n_items, 1), device=device, dtype=dtype)
-    lam_u = torch.tensor([reg] * k + ([reg_bu] if biased else []), device=device, dtype=dtype)
-    lam_i = torch.tensor([reg] * k + ([reg_bi] if biased else []), device=device, dtype=dtype)
-    pen_u, pen_i = scale_u[:, None] * lam_u, scale_i[:, None] * lam_i
+    pen_u = user_side.penalty(k, reg, reg_bu if biased else None, weighted_reg)
+    pen_i = item_side.penalty(k, reg, reg_bi if biased else None, weighted_reg)
     hint = "Use a larger reg, reg_bu or reg_bi."
 
-    n_ratings = obs.nnz
     history: dict = {}
     for epoch in range(1, n_epochs + 1):
         if biased:
             # Users fit r - mu - bi with features [qi, 1]: the 1 column's weight is bu.
-            y_u = target - bi.index_select(0, items)
-            x_u, _ = _solve_ridge(weights_u, obs.by_user(y_u), torch.cat([qi, ones_i], 1), pen_u)
-            pu, bu = x_u[:, :k], x_u[:, k]
-            y_i = target - bu.index_select(0, users)
-            x_i, rhs_i = _solve_ridge(weights_i, obs.by_item(y_i), torch.cat([pu, ones_u], 1), pen_i)
-            qi, bi = x_i[:, :k], x_i[:, k]
+            x_u, _, _ = user_side.solve(torch.cat([qi, ones_i], 1), bi, pen_u)
+            x_all = comm.gather(x_u, n_users)
+            pu, bu = x_all[:, :k], x_all[:, k]
+            x_i, rhs_i, y_i = item_side.solve(torch.cat([pu, ones_u], 1), bu, pen_i)
+            x_all = comm.gather(x_i, n_items)
+            qi, bi = x_all[:, :k], x_all[:, k]
         else:
-            pu = x_u = _solve_ridge(weights_u, obs.by_user(target), qi, pen_u)[0]
-            y_i = target
-            x_i, rhs_i = _solve_ridge(weights_i, obs.by_item(target), pu, pen_i)
-            qi = x_i
+            x_u, _, _ = user_side.solve(qi, None, pen_u)
+            pu = comm.gather(x_u, n_users)
+            x_i, rhs_i, y_i = item_side.solve(pu, None, pen_i)
+            qi = comm.gather(x_i, n_items)
         # The residual sum of squares of the half-sweep just solved, from its
         # normal equations (G + P) x = b:  |y|^2 - 2 x.b + x.G.x = |y|^2 - x.b - x.P.x.
         # No pass over the ratings is needed.
         pen_x_u, pen_x_i = (pen_u * x_u.pow(2)).sum(), (pen_i * x_i.pow(2)).sum()
-        sse = torch.dot(y_i, y_i) - (x_i * rhs_i).sum() - pen_x_i
-        sse, penalty = torch.stack([sse, pen_x_u + pen_x_i]).tolist()
+        sums = comm.sum(torch.stack([torch.dot(y_i, y_i) - (x_i * rhs_i).sum() - pen_x_i, pen_x_u + pen_x_i]))
+        sse, penalty = sums.tolist()
         sse = max(sse, 0.0)  # rounding can take an almost perfect fit below zero
-        metrics = {"loss": (sse + penalty) / n_ratings, "train_rmse": (sse / n_ratings) ** 0.5,
+        metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": (sse / obs.nnz) ** 0.5,
                    "eval_rmse": eval_rmse(eval_data, mu, pu, qi, bu, bi)}
         record(history, epoch, metrics, callback, hint)
     return MFModel(mu, pu.contiguous(), qi.contiguous(), bu.contiguous(), bi.contiguous(), history)
+
+
+class _Exchange:
+    """The collectives of distributed ALS; in a single process, identities."""
+
+    def __init__(self, group):
+        self.group = group
+        if group is None:
+            self.rank, self.world = 0, 1
+        else:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                raise ValueError("group was given but torch.distributed is not initialised; launch with "
+                                 "torchrun and call torch.distributed.init_process_group() first.")
+            self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
+
+    def shard(self, n):
+        """This process's contiguous slice ``[lo, hi)`` of ``n`` rows."""
+        return n * self.rank // self.world, n * (self.rank + 1) // self.world
+
+    def gather(self, local, n):
+        """Concatenate every process's shard of an ``(n, d)`` matrix, in rank order."""
+        if self.world == 1:
+            return local
+        import torch.distributed as dist
+
+        # all_gather wants equal sizes: pad every shard to the largest.
+        size = -(-n // self.world)
+        padded = local.new_zeros((size, local.shape[1]))
+        padded[:local.shape[0]] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded, group=self.group)
+        return torch.cat([part[:(n * (r + 1) // self.world) - (n * r // self.world)]
+                          for r, part in enumerate(parts)])
+
+    def sum(self, tensor):
+        """Sum a tensor over the processes."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, group=self.group)
+        return tensor
+
+
+class _Side:
+    """One side (users or items) of the problem, as far as this process solves it.
+
+    Holds the ratings of its rows ``[lo, hi)`` in CSR form, row-major, with
+    the other side's ids as columns.
+    """
+
+    def __init__(self, crow, cols, target, shape):
+        self.crow, self.cols, self.target, self.shape = crow, cols, target, shape
+        self.counts = crow.diff().to(target.dtype)
+        self.weights = self.csr(torch.ones_like(target))
+
+    @classmethod
+    def of_users(cls, obs: Observed, target, comm):
+        lo, hi = comm.shard(obs.shape[0])
+        start, end = int(obs.user_crow[lo]), int(obs.user_crow[hi])
+        return cls(obs.user_crow[lo:hi + 1] - start, obs.items[start:end], target[start:end],
+                   (hi - lo, obs.shape[1]))
+
+    @classmethod
+    def of_items(cls, obs: Observed, target, comm):
+        lo, hi = comm.shard(obs.shape[1])
+        start, end = int(obs.item_crow[lo]), int(obs.item_crow[hi])
+        order = obs.item_order[start:end]
+        return cls(obs.item_crow[lo:hi + 1] - start, obs.item_cols[start:end], target.index_select(0, order),
+                   (hi - lo, obs.shape[0]))
+
+    def csr(self, values):
+        return _csr(self.crow, self.cols, values, self.shape)
+
+    def penalty(self, k, reg, reg_bias, weighted):
+        """Each row's diagonal ridge penalty: ``reg`` per factor (then ``reg_bias``), times its count if ``weighted``."""
+        lam = torch.tensor([reg] * k + ([] if reg_bias is None else [reg_bias]),
+                           dtype=self.target.dtype, device=self.target.device)
+        scale = safe_counts(self.counts) if weighted else torch.ones_like(self.counts)
+        return scale[:, None] * lam
+
+    def solve(self, features, offset, penalty):
+        """Solve this side's rows against fixed ``features``, fitting ``target - offset[cols]``.
+
+        Returns the solutions, the right-hand sides, and the fitted values.
+        """
+        y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
+        x, rhs = _solve_ridge(self.weights, self.csr(y), features, penalty)
+        return x, rhs, y
 
 
 def _als_memory(n_users, n_items, element_size, n_factors=20, **_):
@@ -262,6 +360,11 @@ class TorchALS(TorchMFAlgo):
         device\'s available memory. Both give the same model.
     log_dir : str, optional
         TensorBoard log directory (needs ``tensorboard``).
+    distributed : bool, default False
+        Train across all processes of ``torch.distributed`` (launch with
+        ``torchrun``; every process fits the same trainset with the same
+        ``random_state`` and ends with the whole model). Use ``gloo`` on
+        CPUs, ``nccl`` on GPUs, with each process on its own device.
 
     Attributes
     ----------
@@ -273,7 +376,7 @@ class TorchALS(TorchMFAlgo):
 
     def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.125, reg_bu=0.05, reg_bi=0.05,
                  weighted_reg=True, init_mean=0.0, init_std_dev=0.1, random_state=None, verbose=False,
-                 device="auto", dtype=None, layout="auto", log_dir=None):
+                 device="auto", dtype=None, layout="auto", log_dir=None, distributed=False):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -290,6 +393,7 @@ class TorchALS(TorchMFAlgo):
         self.dtype = dtype
         self.layout = layout
         self.log_dir = log_dir
+        self.distributed = distributed
 
     def _trainer_kwargs(self):
         return dict(
@@ -302,6 +406,16 @@ class TorchALS(TorchMFAlgo):
             weighted_reg=check_bool("weighted_reg", self.weighted_reg),
             init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),
             init_std_dev=check_float("init_std_dev", self.init_std_dev),
+            group=_world_group() if check_bool("distributed", self.distributed) else None,
         )
 
     _trainer = staticmethod(train_als)
+
+
+def _world_group():
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        raise ValueError("distributed=True needs torch.distributed initialised: launch with torchrun and call "
+                         "torch.distributed.init_process_group() before fit.")
+    return dist.group.WORLD
