@@ -152,9 +152,10 @@ def test_every_parameter_changes_the_model(algo_class, split):
     trainset, _ = split
     base = fitted(algo_class, trainset)
     changes = {"n_factors": 3, "n_epochs": 3, "random_state": 9, **CHANGES[algo_class]}
-    # These must not change the model (layout and device: tested in test_layouts and the device test).
+    # These must not change the model (layout, device, distributed: tested in test_layouts,
+    # the device test and test_distributed).
     untested = set(base.get_params()) - set(changes) - {"verbose", "device", "dtype", "log_dir", "biased",
-                                                        "cache_ratings", "layout"}
+                                                        "cache_ratings", "layout", "distributed"}
     assert not untested, f"add these parameters to CHANGES: {untested}"
     for name, value in changes.items():
         other = fitted(algo_class, trainset, **{name: value})
