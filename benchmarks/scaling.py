@@ -29,13 +29,13 @@ from .synthetic import SHAPES, synthetic_ratings
 EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 3}
 
 
-def worker(algorithm, shape, device, epochs):
+def worker(algorithm, shape, device, epochs, layout, als_factors):
     """Run one algorithm on one shape; returns a JSON-able dict."""
     import torch
 
-    from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
+    from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp, train_on_arrays
     from surprise_torch._config import resolve_device
-    from surprise_torch._data import RatingArrays, to_dense
+    from surprise_torch.arrays import choose_layout
 
     users, items, ratings, n_users, n_items = synthetic_ratings(shape)
     out = {"algorithm": algorithm, "shape": shape, "users": n_users, "items": n_items,
@@ -43,15 +43,12 @@ def worker(algorithm, shape, device, epochs):
     if algorithm == "SVD":
         return out | _surprise_svd(users, items, ratings, n_users, n_items, epochs)
     dev = resolve_device(device)
-    arrays = RatingArrays(users, items, ratings.astype(np.float64), n_users, n_items)
-    start = time.perf_counter()
-    try:
-        dense_ratings, mask = to_dense(arrays, dev, torch.float32)
-    except MemoryError as exc:
-        return out | {"status": "refused", "reason": str(exc)}
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    out["conversion_s"] = time.perf_counter() - start
+    # Each trainer with the defaults of its Surprise adapter (TorchALS: --als-factors).
+    algo = {"TorchALS": TorchALS(n_factors=als_factors), "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
+            "TorchNMF": TorchNMF()}[algorithm]
+    kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
+    out["n_factors"] = kwargs["n_factors"]
+    out["layout"] = choose_layout(layout, n_users, n_items, torch.float32, dev)
     stamps = []
 
     def on_epoch(epoch, metrics):
@@ -59,20 +56,58 @@ def worker(algorithm, shape, device, epochs):
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    # Each trainer with the defaults of its Surprise adapter.
-    algo = {"TorchALS": TorchALS, "TorchSVD": TorchSVD, "TorchSVDpp": TorchSVDpp, "TorchNMF": TorchNMF}[algorithm]()
-    kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
     start = time.perf_counter()
-    model = algo._trainer(dense_ratings, mask, generator=torch.Generator().manual_seed(0), callback=on_epoch,
-                          **kwargs)
+    try:
+        model = train_on_arrays(algo._trainer, users, items, ratings, n_users=n_users, n_items=n_items,
+                                layout=layout, device=dev, dtype=torch.float32, random_state=0,
+                                callback=on_epoch, **kwargs)
+    except MemoryError as exc:
+        return out | {"status": "refused", "reason": str(exc)}
     per_epoch = np.diff([start] + stamps)
-    out |= {"status": "ok", "first_epoch_s": float(per_epoch[0]),
-            "epoch_s": float(np.median(per_epoch[1:] if epochs > 1 else per_epoch)),
-            "train_rmse": model.history["train_rmse"][-1],
+    epoch_s = float(np.median(per_epoch[1:] if epochs > 1 else per_epoch))
+    flops = epoch_flops(algorithm, n_users, n_items, int(ratings.size), kwargs["n_factors"])
+    out |= {"status": "ok", "first_epoch_s": float(per_epoch[0]), "epoch_s": epoch_s,
+            "train_rmse": model.history["train_rmse"][-1], "gflop_per_epoch": flops / 1e9,
+            "gflops": flops / epoch_s / 1e9,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if dev.type == "cuda":
         out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
     return out
+
+
+def epoch_flops(algorithm, n_users, n_items, nnz, k):
+    """Floating-point operations of one epoch (ALS: one sweep), counted from the algorithm.
+
+    ALS, per side: the Gram matrices (2 nnz d^2), right-hand sides (2 nnz d),
+    outer products (n_other d^2), Cholesky (n d^3 / 3) and solves (2 n d^2),
+    d = k + 1. SVD: the sampled product and two gradient products, 2 nnz
+    (k + 2) each; SVD++ adds the implicit sums and their gradient (2 nnz k
+    each). NMF: the sampled product and four update products, 2 nnz k each.
+    """
+    if algorithm == "TorchALS":
+        d = k + 1
+        return sum(2 * nnz * d * d + 2 * nnz * d + n_other * d * d + n * d ** 3 / 3 + 2 * n * d * d
+                   for n, n_other in ((n_users, n_items), (n_items, n_users)))
+    if algorithm in ("TorchSVD", "TorchSVDpp"):
+        return 3 * 2 * nnz * (k + 2) + (2 * 2 * nnz * k if algorithm == "TorchSVDpp" else 0)
+    return 5 * 2 * nnz * k
+
+
+def gemm_gflops(device="cpu", n=2048, repeat=10):
+    """This machine's dense float32 GEMM rate, the yardstick for the sparse kernels."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    if a.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    if a.is_cuda:
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * repeat / (time.perf_counter() - start) / 1e9
 
 
 def _surprise_svd(users, items, ratings, n_users, n_items, epochs):
@@ -94,10 +129,12 @@ def _surprise_svd(users, items, ratings, n_users, n_items, epochs):
 
 
 HEADER = """s / epoch: median over the epochs after the first (TorchALS: one sweep; TorchSVD: one optimizer
-step; SVD: one SGD pass). First epoch s includes the trainer's one-time setup (indexing the observed
-entries; for TorchSVD, torch.optim's first-use import of torch._dynamo, about 1 s once per process).
-Convert s: ratings arrays to dense tensors (for Surprise's SVD: building its Trainset). Peak RSS: the
-whole worker process, data generation included.
+step; SVD: one SGD pass). First epoch s includes everything before it: validating the arrays, building
+the tensors in the chosen layout, indexing the observed entries, and for TorchSVD/TorchSVDpp
+torch.optim's first-use import of torch._dynamo (about 1 s once per process). GFLOP/s: the epoch's
+floating-point operations counted from the algorithm (benchmarks/scaling.py, epoch_flops) over its time;
+"of GEMM" compares that with this machine's dense float32 GEMM. Peak RSS: the whole worker process,
+data generation included. Surprise's SVD gets a Trainset built from the same arrays.
 
 """
 
@@ -112,20 +149,21 @@ def _layout_text(row):
     return f"{row.get('status')}: {reason}".replace("|", "/")
 
 
-def markdown(rows):
+def markdown(rows, gemm):
     """The scaling rows as a Markdown table, after a header explaining the columns."""
-    lines = ["| shape | users x items | ratings | algorithm | s / epoch | first epoch s | convert s | "
-             "peak RSS GiB | dense layout |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| shape | users x items | ratings | algorithm | factors | layout | s / epoch | first epoch s | "
+             "GFLOP/s | of GEMM | peak RSS GiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['users']:,} x {r['items']:,}"
+        head = f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | {r.get('n_factors', 100)} | "
         if r.get("status") == "ok":
-            first = f"{r['first_epoch_s']:.3f}" if "first_epoch_s" in r else "-"
-            lines.append(f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | {r['epoch_s']:.3f} | "
-                         f"{first} | {r['conversion_s']:.2f} | {r['peak_rss_gib']:.2f} | {_layout_text(r)} |")
+            first = f"{r['first_epoch_s']:.2f}" if "first_epoch_s" in r else "-"
+            rate = f"{r['gflops']:.1f} | {r['gflops'] / gemm:.1%}" if "gflops" in r and gemm else "- | -"
+            lines.append(head + f"{r.get('layout', 'n/a')} | {r['epoch_s']:.3f} | {first} | {rate} | "
+                         f"{r['peak_rss_gib']:.2f} |")
         else:
-            lines.append(f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | - | - | - | - | "
-                         f"{_layout_text(r)} |")
-    return HEADER + "\n".join(lines)
+            lines.append(head + f"{r.get('layout', '-')} | - | - | - | - | {_layout_text(r)} |")
+    return HEADER + f"Dense float32 GEMM on this machine: {gemm:.0f} GFLOP/s.\n\n" + "\n".join(lines)
 
 
 def main(argv=None):
@@ -134,14 +172,19 @@ def main(argv=None):
     parser.add_argument("--algorithms", nargs="+", default=["SVD", "TorchALS", "TorchSVD", "TorchSVDpp", "TorchNMF"],
                         choices=list(EPOCHS))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layout", default="auto", choices=["auto", "dense", "sparse"],
+                        help="layout of our algorithms (default auto: dense while it takes under a quarter "
+                             "of the available memory)")
+    parser.add_argument("--als-factors", type=int, default=50, help="TorchALS factors (default 50)")
     parser.add_argument("--out", default="bench-results/scaling")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")
     parser.add_argument("--worker", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         algorithm, shape = args.worker
-        print(json.dumps(worker(algorithm, shape, args.device, EPOCHS[algorithm])))
+        print(json.dumps(worker(algorithm, shape, args.device, EPOCHS[algorithm], args.layout, args.als_factors)))
         return 0
+    gemm = gemm_gflops(args.device)
     rows = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,6 +198,7 @@ def main(argv=None):
                     "ratings": n_ratings}
             try:
                 proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--device", args.device,
+                                       "--layout", args.layout, "--als-factors", str(args.als_factors),
                                        "--worker", algorithm, shape], capture_output=True, text=True,
                                       timeout=args.timeout)
                 row = json.loads(proc.stdout) if proc.returncode == 0 else base | {
@@ -165,9 +209,9 @@ def main(argv=None):
             rows.append(row)
             # Rewritten after every run, so an interrupted sweep keeps what finished.
             (out / "scaling.json").write_text(json.dumps({"environment": describe_environment(args.device),
-                                                          "rows": rows}, indent=2))
-            (out / "scaling.md").write_text(markdown(rows) + "\n")
-    print(markdown(rows))
+                                                          "gemm_gflops": gemm, "rows": rows}, indent=2))
+            (out / "scaling.md").write_text(markdown(rows, gemm) + "\n")
+    print(markdown(rows, gemm))
     return 0
 
 

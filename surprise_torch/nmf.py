@@ -107,9 +107,10 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
             sum_i = torch.zeros_like(bi).index_add_(0, items, err)
             bu = bu + step_u * (sum_u - reg_bu * count_u * bu)
             bi = bi + step_i * (sum_i - reg_bi * count_i * bi)
-        # A zero factor stays zero (and 0/0 is avoided), as in Surprise.
-        pu = torch.where(pu != 0, pu * user_num / user_den, pu)
-        qi = torch.where(qi != 0, qi * item_num / item_den, qi)
+        # A zero factor stays zero, as in Surprise, and so does a row without
+        # ratings (0/0), which Surprise never meets but arrays can hold.
+        pu = torch.where((pu != 0) & (user_den > 0), pu * user_num / user_den, pu)
+        qi = torch.where((qi != 0) & (item_den > 0), qi * item_num / item_den, qi)
         sse, penalty = torch.stack([sse, torch.as_tensor(penalty, dtype=dtype, device=device)]).tolist()
         metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": (sse / obs.nnz) ** 0.5,
                    "eval_rmse": eval_rmse(eval_data, mu, pu, qi, bu, bi)}

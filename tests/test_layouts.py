@@ -101,3 +101,15 @@ def test_bad_inputs_to_trainers():
         observed_ratings(dup)
     with pytest.raises(ValueError, match="trainer must be"):
         train_on_arrays("knn", [0], [0], [1.0])
+
+
+@pytest.mark.parametrize("name", ["svd", "svdpp", "als", "nmf"])
+def test_users_and_items_without_ratings_train_cleanly(name):
+    users, items, ratings, n_users, n_items = random_arrays()
+    # Five users and three items more than the arrays mention: empty rows and columns.
+    model = train_on_arrays(name, users, items, ratings, n_users=n_users + 5, n_items=n_items + 3,
+                            n_factors=3, n_epochs=5, random_state=0)
+    assert model.pu.shape == (n_users + 5, 3) and model.qi.shape == (n_items + 3, 3)
+    for tensor in (model.pu, model.qi, model.bu, model.bi):
+        assert torch.isfinite(tensor).all()
+    assert all(np.isfinite(v) for v in model.history["loss"])
