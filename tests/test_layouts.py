@@ -1,5 +1,7 @@
 """Dense and sparse layouts, and training straight from arrays."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,12 @@ from .conftest import ALGORITHMS, FAST
 
 TRAINERS = [("svd", train_svd, {}), ("svdpp", train_svd, {"implicit": True}), ("als", train_als, {}),
             ("nmf", train_nmf, {})]
+
+
+def _csr(dense):
+    with warnings.catch_warnings():  # torch's once-per-process notice that CSR is "beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return dense.to_sparse_csr()
 
 
 def random_arrays(n_users=25, n_items=15, n=150, seed=0):
@@ -29,7 +37,7 @@ def test_dense_coo_and_csr_inputs_give_the_same_model(name, trainer, extra):
     mask = (dense != 0).double()
     coo = dense.to_sparse()
     models = [trainer(r, m, n_factors=3, n_epochs=5, generator=torch.Generator().manual_seed(0), **extra)
-              for r, m in ((dense, mask), (coo, None), (dense.to_sparse_csr(), None))]
+              for r, m in ((dense, mask), (coo, None), (_csr(dense), None))]
     for other in models[1:]:
         torch.testing.assert_close(other.pu, models[0].pu)
         torch.testing.assert_close(other.qi, models[0].qi)
@@ -96,7 +104,7 @@ def test_bad_arrays_are_refused(users, items, ratings, match):
 def test_bad_inputs_to_trainers():
     with pytest.raises(ValueError, match="mask"):
         train_svd(torch.ones(3, 3))
-    dup = torch.sparse_coo_tensor([[0, 0], [1, 1]], [3.0, 4.0], (2, 2))
+    dup = torch.sparse_coo_tensor([[0, 0], [1, 1]], [3.0, 4.0], (2, 2), check_invariants=True)
     with pytest.raises(ValueError, match="repeat"):
         observed_ratings(dup)
     with pytest.raises(ValueError, match="trainer must be"):
