@@ -216,7 +216,7 @@ class TorchSVD(TorchMFAlgo):
     layout : {"auto", "dense", "sparse"}, default "auto"
         How the ratings reach the trainer: a dense matrix and mask, or a
         sparse tensor; "auto" is dense while it takes under a quarter of the
-        device\'s available memory. Both give the same model.
+        device's available memory. Both give the same model.
     log_dir : str, optional
         Write the per-epoch curves for TensorBoard there (needs ``tensorboard``).
 

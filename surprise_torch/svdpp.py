@@ -49,7 +49,7 @@ class TorchSVDpp(TorchSVD):
     layout : {"auto", "dense", "sparse"}, default "auto"
         How the ratings reach the trainer: a dense matrix and mask, or a
         sparse tensor; "auto" is dense while it takes under a quarter of the
-        device\'s available memory. Both give the same model.
+        device's available memory. Both give the same model.
     log_dir : str, optional
 
     Attributes
