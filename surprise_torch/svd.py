@@ -149,10 +149,11 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         penalty = sum(reg[t] * (weights[t] @ p.pow(2).reshape(p.shape[0], -1).sum(1)) for t, p in params.items())
         sse, penalty = torch.stack([sse, penalty]).tolist()
         opt.step()
-        metrics = {"loss": (sse + penalty) / n_ratings, "train_rmse": (sse / n_ratings) ** 0.5,
-                   "eval_rmse": eval_rmse(eval_data, mu, user_factors(), params["qi"],
-                                          params.get("bu", torch.zeros_like(count_u)),
-                                          params.get("bi", torch.zeros_like(count_i)))}
+        metrics = {"loss": (sse + penalty) / n_ratings, "train_rmse": (sse / n_ratings) ** 0.5}
+        if eval_data is not None:
+            metrics["eval_rmse"] = eval_rmse(eval_data, mu, user_factors(), params["qi"],
+                                             params.get("bu", torch.zeros_like(count_u)),
+                                             params.get("bi", torch.zeros_like(count_i)))
         record(history, epoch, metrics, callback, hint)
 
     if not all(bool(torch.isfinite(p).all()) for p in params.values()):
