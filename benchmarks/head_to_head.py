@@ -56,13 +56,14 @@ class Result:
     mae: list = field(default_factory=list)
     fit_s: list = field(default_factory=list)
     test_s: list = field(default_factory=list)
+    convert_s: list = field(default_factory=list)
     curves: dict = field(default_factory=dict)
 
     def summary(self):
         """Means and standard deviations over the finished folds."""
         def mean_std(values):
             return (statistics.fmean(values), statistics.pstdev(values)) if values else (float("nan"),) * 2
-        return {name: mean_std(getattr(self, name)) for name in ("rmse", "mae", "fit_s", "test_s")}
+        return {name: mean_std(getattr(self, name)) for name in ("rmse", "mae", "fit_s", "test_s", "convert_s")}
 
 
 def load_dataset(name):
@@ -101,6 +102,8 @@ def run_algorithm(name, dataset_name, folds, device, repeat, epochs_verbose, log
         # The fastest of the repeats is the least disturbed by the shared machine.
         result.fit_s.append(min(fit_times))
         result.test_s.append(min(test_times))
+        if isinstance(algo, TorchMFAlgo):
+            result.convert_s.append(algo.conversion_s_)
         result.rmse.append(accuracy.rmse(predictions, verbose=False))
         result.mae.append(accuracy.mae(predictions, verbose=False))
         log(f"  {name:<13} fold {fold}/{len(folds)}  rmse {result.rmse[-1]:.4f}  "
@@ -130,17 +133,22 @@ def ratios(results):
 def markdown_table(results):
     """The results as a Markdown table, one row per algorithm and dataset."""
     ratio = ratios(results)
-    lines = ["| dataset | algorithm | RMSE | MAE | fit s | test s | fit vs | test vs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | algorithm | RMSE | MAE | fit s | of which Trainset conversion s | test s | fit vs | test vs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r.summary()
         fit_r, test_r = (_ratio_text(x, r.counterpart) for x in ratio[(r.dataset, r.algorithm)])
         lines.append(
             f"| {r.dataset} | {r.algorithm} | {s['rmse'][0]:.4f} ± {s['rmse'][1]:.4f} | "
-            f"{s['mae'][0]:.4f} ± {s['mae'][1]:.4f} | {s['fit_s'][0]:.3f} | {s['test_s'][0]:.3f} | "
+            f"{s['mae'][0]:.4f} ± {s['mae'][1]:.4f} | {s['fit_s'][0]:.3f} | "
+            f"{_seconds(s['convert_s'][0])} | {s['test_s'][0]:.3f} | "
             f"{fit_r} | {test_r} |"
         )
     return "\n".join(lines)
+
+
+def _seconds(value):
+    return "-" if value != value else f"{value:.3f}"  # NaN: not measured (Surprise's own algorithms)
 
 
 def _ratio_text(value, counterpart):

@@ -39,6 +39,9 @@ class MFModel:
         ``train_rmse``, and ``eval_rmse`` when an evaluation set was given.
     extras : dict of str to torch.Tensor
         Further fitted arrays of richer models (SVD++'s implicit factors ``yj``).
+    timings : dict
+        Set by :func:`~surprise_torch.train_on_arrays`: the layout used and
+        the seconds spent building the tensors.
     """
 
     global_mean: float
@@ -48,6 +51,7 @@ class MFModel:
     bi: torch.Tensor
     history: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ runs a trainer.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -147,6 +149,8 @@ def train_on_arrays(trainer, users, items, ratings, *, n_users=None, n_items=Non
     Returns
     -------
     MFModel
+        With ``timings``: the ``layout`` used and ``to_tensors_s``, the
+        seconds spent building its tensors.
 
     Raises
     ------
@@ -163,9 +167,15 @@ def train_on_arrays(trainer, users, items, ratings, *, n_users=None, n_items=Non
     chosen = choose_layout(layout, arrays.n_users, arrays.n_items, dt, dev)
     sizing = {k: v for k, v in params.items() if k in ("n_factors", "biased", "implicit")}
     check_fits(trainer, arrays.n_users, arrays.n_items, len(arrays.ratings), dt, chosen, dev, **sizing)
+    start = time.perf_counter()
     tensor, mask = ratings_tensor(arrays, chosen, dev, dt)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    to_tensors_s = time.perf_counter() - start
     params.setdefault("generator", check_random_state(random_state))
-    return trainer(tensor, mask, **params)
+    model = trainer(tensor, mask, **params)
+    model.timings = {"layout": chosen, "to_tensors_s": to_tensors_s}
+    return model
 
 
 def _trainer_named(name, params):

@@ -38,5 +38,6 @@ def test_benchmark_writes_its_results(tmp_path, ml100k, capsys):
     assert payload["environment"]["torch"]
     als = next(r for r in payload["results"] if r["algorithm"] == "TorchALS")
     assert len(als["rmse"]) == 2 and als["summary"]["rmse"][0] < 0.95
+    assert len(als["convert_s"]) == 2 and 0 < als["summary"]["convert_s"][0] < als["summary"]["fit_s"][0]
     assert len(als["curves"]["eval_rmse"]) == 10
     assert (tmp_path / "results.md").read_text().count("| ml-100k |") == 2
