@@ -27,7 +27,7 @@ def draw(results, path):
             if values:
                 ax_curve.plot(range(1, len(values) + 1), values, style,
                               label=f"{r.algorithm} {key.replace('_rmse', '')} ({r.dataset})")
-    ax_curve.set_xlabel("epoch (TorchSVD: optimizer step; TorchALS: sweep)")
+    ax_curve.set_xlabel("epoch (SVD, SVD++: one optimizer step; ALS: one sweep; NMF: one update)")
     ax_curve.set_ylabel("RMSE")
     ax_curve.set_title("Training curves, fold 1")
     ax_curve.legend(fontsize=7)
