@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: Dense ``n_users x n_items`` buffers alive during ``fit`` (the ratings and
+#: Dense ``n_users x n_items`` buffers of the dense layout (the ratings and
 #: the mask; the trainers then work on the observed entries only), used to
-#: judge whether the dense layout fits before anything is allocated.
+#: judge whether it fits before anything is allocated.
 DENSE_BUFFERS = 2
 
 
@@ -50,26 +50,17 @@ def trainset_arrays(trainset) -> RatingArrays:
     Returns
     -------
     RatingArrays
-
-    Raises
-    ------
-    ValueError
-        If the trainset holds no rating, or a rating that is NaN or infinite.
+        Unvalidated: :func:`~surprise_torch.arrays.as_rating_arrays` checks
+        them (empty, non-finite) on the way to the trainer.
     """
-    if trainset.n_ratings == 0:
-        raise ValueError("The trainset holds no ratings; fit needs at least one.")
     user_lists = [trainset.ur[u] for u in range(trainset.n_users)]
     counts = np.fromiter(map(len, user_lists), dtype=np.int64, count=trainset.n_users)
     flat = itertools.chain.from_iterable(itertools.chain.from_iterable(user_lists))
     pairs = np.fromiter(flat, dtype=np.float64, count=2 * int(counts.sum())).reshape(-1, 2)
-    ratings = pairs[:, 1]
-    if not np.isfinite(ratings).all():
-        bad = int((~np.isfinite(ratings)).sum())
-        raise ValueError(f"The trainset holds {bad} NaN or infinite rating(s); remove them before fit.")
     return RatingArrays(
         users=np.repeat(np.arange(trainset.n_users, dtype=np.int64), counts),
         items=pairs[:, 0].astype(np.int64),
-        ratings=ratings,
+        ratings=pairs[:, 1],
         n_users=trainset.n_users,
         n_items=trainset.n_items,
     )
@@ -101,26 +92,6 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def check_dense_fits(n_users: int, n_items: int, dtype: torch.dtype, device: torch.device,
-                     buffers: int = DENSE_BUFFERS):
-    """Raise ``MemoryError`` before allocating if the dense layout cannot fit.
-
-    Raises
-    ------
-    MemoryError
-        With the estimate, what is free, and what to do instead.
-    """
-    need = dense_bytes(n_users, n_items, dtype, buffers)
-    free = available_bytes(device)
-    if free is not None and need > free:
-        halve = "dtype='float32' (half the memory), " if dtype == torch.float64 else ""
-        raise MemoryError(
-            f"The dense {n_users} x {n_items} rating layout needs about {need / 2**30:.1f} GiB "
-            f"on {device}, but only {free / 2**30:.1f} GiB is available. Use {halve}a device with "
-            "more memory, or train on a subset of the users or items."
-        )
-
-
 def to_dense(arrays: RatingArrays, device: torch.device, dtype: torch.dtype):
     """Scatter the ratings into a dense rating matrix and a 0/1 mask on ``device``.
 
@@ -136,7 +107,6 @@ def to_dense(arrays: RatingArrays, device: torch.device, dtype: torch.dtype):
         ``(n_users, n_items)`` tensors; unobserved entries are 0 in both. The
         mask is in ``dtype`` (not bool) because the trainers multiply by it.
     """
-    check_dense_fits(arrays.n_users, arrays.n_items, dtype, device)
     users = torch.from_numpy(arrays.users).to(device)
     items = torch.from_numpy(arrays.items).to(device)
     shape = (arrays.n_users, arrays.n_items)

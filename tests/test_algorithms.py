@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from surprise import NMF, BaselineOnly, Dataset, Reader, accuracy, dump
+from surprise.trainset import Trainset
 from surprise.model_selection import train_test_split
 
 from surprise_torch import TorchNMF, TrainingDivergedError
@@ -168,8 +169,7 @@ def test_empty_and_non_finite_trainsets_are_refused(algo_class, tmp_path_factory
     data = dataset_from([("a", "x", 3.0), ("b", "y", float("nan"))], tmp_path_factory)
     with pytest.raises(ValueError, match="NaN or infinite"):
         algo_class(**FAST[algo_class]).fit(data.build_full_trainset())
-    empty = dataset_from([("a", "x", 3.0)], tmp_path_factory).build_full_trainset()
-    empty.n_ratings = 0
+    empty = Trainset({}, {}, 0, 0, 0, (1, 5), {}, {})
     with pytest.raises(ValueError, match="no ratings"):
         algo_class(**FAST[algo_class]).fit(empty)
 
@@ -243,10 +243,10 @@ def test_divergence_is_an_error_not_nan(algo_class, split):
         fitted(algo_class, trainset, **DIVERGE[algo_class])
 
 
-def test_dense_layout_too_large_is_refused_before_allocating(algo_class, split, monkeypatch):
-    import surprise_torch._data as data
+def test_too_large_is_refused_before_allocating(algo_class, split, monkeypatch):
+    import surprise_torch.arrays as arrays
 
     trainset, _ = split
-    monkeypatch.setattr(data, "available_bytes", lambda device: 1000)
+    monkeypatch.setattr(arrays, "available_bytes", lambda device: 1000)
     with pytest.raises(MemoryError, match=r"needs about .* GiB .* available"):
         algo_class(**FAST[algo_class]).fit(trainset)

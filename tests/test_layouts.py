@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import surprise_torch._data as data_module
 import surprise_torch.arrays as arrays_module
 from surprise_torch import train_als, train_nmf, train_on_arrays, train_svd
 from surprise_torch._observed import observed_ratings
@@ -68,7 +67,6 @@ def test_auto_layout_follows_the_memory_budget(monkeypatch):
 def test_too_large_fails_before_allocating_with_the_estimate(monkeypatch):
     users, items, ratings, _, _ = random_arrays()
     monkeypatch.setattr(arrays_module, "available_bytes", lambda device: 10_000)
-    monkeypatch.setattr(data_module, "available_bytes", lambda device: 10_000)
     with pytest.raises(MemoryError, match=r"needs about .* GiB .*fewer n_factors"):
         train_on_arrays("als", users, items, ratings, n_factors=50, layout="sparse")
 
