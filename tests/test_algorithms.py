@@ -196,8 +196,13 @@ def test_tensorboard_log_dir(algo_class, split, tmp_path, monkeypatch):
         algo_class(**FAST[algo_class], log_dir=str(tmp_path)).fit(trainset)
     monkeypatch.undo()
     pytest.importorskip("tensorboard")
-    algo_class(**FAST[algo_class], log_dir=str(tmp_path / "run")).fit(trainset)
-    assert list((tmp_path / "run").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    algo = algo_class(**FAST[algo_class], log_dir=str(tmp_path / "run")).fit(trainset)
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("loss")] == pytest.approx(algo.history["loss"])
+    assert [e.step for e in events.Scalars("train_rmse")] == list(range(1, FAST[algo_class]["n_epochs"] + 1))
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
