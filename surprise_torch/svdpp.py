@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._observed import Observed
+from ._observed import _crow, _csr
 from .svd import TorchSVD
 
 __all__ = ["TorchSVDpp"]
@@ -82,11 +82,12 @@ class TorchSVDpp(TorchSVD):
     def _after_fit(self, arrays):
         # Each user's implicit term, from the fitted (float64) yj on the host,
         # as Surprise's estimate computes it, but once per user for all users.
-        obs = Observed.from_coordinates(torch.from_numpy(arrays.users), torch.from_numpy(arrays.items),
-                                        (arrays.n_users, arrays.n_items))
+        users = torch.from_numpy(arrays.users)  # sorted by user, as CSR rows need
         counts = np.bincount(arrays.users, minlength=arrays.n_users).astype(np.float64)
         weights = torch.from_numpy(1 / np.sqrt(np.maximum(counts, 1))[arrays.users])
-        self.implicit_ = (obs.by_user(weights) @ torch.from_numpy(self.yj)).numpy()
+        norm = _csr(_crow(users, arrays.n_users), torch.from_numpy(arrays.items), weights,
+                    (arrays.n_users, arrays.n_items))
+        self.implicit_ = (norm @ torch.from_numpy(self.yj)).numpy()
 
     def _user_rows(self, users):
         return self.pu.take(users, axis=0) + self.implicit_.take(users, axis=0)
