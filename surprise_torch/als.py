@@ -53,12 +53,24 @@ def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torc
     return _solve_ridge(weights, target, features, penalty)[0]
 
 
+def _gram_lower(weights, features):
+    """Every row's Gram matrix ``F^T diag(weights[u]) F``, lower triangle only, upper zero.
+
+    One (sparse) GEMM against the products ``f_a f_b`` of every feature pair
+    with ``a >= b``: half the work of the full ``d x d``, and all that the
+    Cholesky factorization reads.
+    """
+    n_rows, d = weights.shape[0], features.shape[1]
+    rows, cols = torch.tril_indices(d, d, device=features.device)
+    lower = weights @ (features.index_select(1, rows) * features.index_select(1, cols))
+    gram = features.new_zeros((n_rows, d * d))
+    gram.index_copy_(1, rows * d + cols, lower)
+    return gram.view(n_rows, d, d)
+
+
 def _solve_ridge(weights, target, features, penalty):
     """:func:`solve_ridge_rows`, also returning the right-hand sides ``F^T t`` it solved for."""
-    n_rows, d = weights.shape[0], features.shape[1]
-    # Every row's Gram matrix from one (sparse) GEMM: weights @ (f_j f_j^T flattened).
-    outer = (features[:, :, None] * features[:, None, :]).reshape(features.shape[0], d * d)
-    gram = (weights @ outer).reshape(n_rows, d, d)
+    gram = _gram_lower(weights, features)
     gram.diagonal(dim1=1, dim2=2).add_(penalty)
     chol, info = torch.linalg.cholesky_ex(gram)
     if bool(info.any()):
