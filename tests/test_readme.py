@@ -41,3 +41,20 @@ def test_benchmark_writes_its_results(tmp_path, ml100k, capsys):
     assert len(als["convert_s"]) == 2 and 0 < als["summary"]["convert_s"][0] < als["summary"]["fit_s"][0]
     assert len(als["curves"]["eval_rmse"]) == 10
     assert (tmp_path / "results.md").read_text().count("| ml-100k |") == 2
+
+
+def test_ctrl_c_keeps_the_finished_algorithms(tmp_path, ml100k, monkeypatch):
+    real = bench.run_algorithm
+
+    def interrupted_after_the_first(name, *args, **kwargs):
+        if name != "BaselineOnly":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_algorithm", interrupted_after_the_first)
+    code = bench.main(["--algorithms", "BaselineOnly", "TorchALS", "--folds", "2", "--datasets", "ml-100k",
+                       "--out", str(tmp_path)])
+    assert code == 130
+    import json
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert [r["algorithm"] for r in payload["results"]] == ["BaselineOnly"]
