@@ -30,7 +30,8 @@ def draw(results, path):
     ax_curve.set_xlabel("epoch (SVD, SVD++: one optimizer step; ALS: one sweep; NMF: one update)")
     ax_curve.set_ylabel("RMSE")
     ax_curve.set_title("Training curves, fold 1")
-    ax_curve.legend(fontsize=7)
+    if ax_curve.lines:  # Surprise's algorithms have no curves
+        ax_curve.legend(fontsize=7)
     ax_curve.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
