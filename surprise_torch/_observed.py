@@ -73,11 +73,8 @@ class Observed:
         return _csr(self.item_crow, self.item_cols, values.index_select(0, self.item_order), self.shape[::-1])
 
     def counts(self, dtype):
-        """Ratings per user and per item."""
-        n_users, n_items = self.shape
-        ones = torch.ones(self.nnz, dtype=dtype, device=self.users.device)
-        return (torch.zeros(n_users, dtype=dtype, device=ones.device).index_add_(0, self.users, ones),
-                torch.zeros(n_items, dtype=dtype, device=ones.device).index_add_(0, self.items, ones))
+        """Ratings per user and per item: the row lengths of the two CSR layouts."""
+        return self.user_crow.diff().to(dtype), self.item_crow.diff().to(dtype)
 
 
 def _crow(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:

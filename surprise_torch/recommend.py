@@ -55,7 +55,7 @@ def top_n(algo, n: int = 10, exclude_seen: bool = True, users=None, device="cpu"
     if users is None:
         inner = np.arange(trainset.n_users)
     else:
-        unknown = [u for u in users if not trainset.knows_user(trainset._raw2inner_id_users.get(u, -1))]
+        unknown = [u for u in users if u not in trainset._raw2inner_id_users]
         if unknown:
             raise ValueError(f"users {unknown[:5]} are not in the trainset; top_n recommends for known users.")
         inner = np.array([trainset.to_inner_uid(u) for u in users], dtype=np.int64)
