@@ -9,7 +9,6 @@ term once, not once per prediction.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ._observed import _crow, _csr
@@ -83,10 +82,9 @@ class TorchSVDpp(TorchSVD):
         # Each user's implicit term, from the fitted (float64) yj on the host,
         # as Surprise's estimate computes it, but once per user for all users.
         users = torch.from_numpy(arrays.users)  # sorted by user, as CSR rows need
-        counts = np.bincount(arrays.users, minlength=arrays.n_users).astype(np.float64)
-        weights = torch.from_numpy(1 / np.sqrt(np.maximum(counts, 1))[arrays.users])
-        norm = _csr(_crow(users, arrays.n_users), torch.from_numpy(arrays.items), weights,
-                    (arrays.n_users, arrays.n_items))
+        crow = _crow(users, arrays.n_users)
+        weights = crow.diff().double().clamp(min=1).rsqrt().index_select(0, users)
+        norm = _csr(crow, torch.from_numpy(arrays.items), weights, (arrays.n_users, arrays.n_items))
         self.implicit_ = (norm @ torch.from_numpy(self.yj)).numpy()
 
     def _user_rows(self, users):
