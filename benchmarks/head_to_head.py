@@ -22,7 +22,7 @@ from surprise import NMF, SVD, BaselineOnly, SVDpp, accuracy
 from surprise.model_selection import KFold
 
 from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
-from surprise_torch._base import TorchMFAlgo
+from surprise_torch.algorithms._base import TorchMFAlgo
 from surprise_torch.datasets import dataset_path, load_builtin
 
 from .competitors import CornacMF, cornac_available

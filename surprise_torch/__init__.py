@@ -3,15 +3,20 @@
 >>> from surprise_torch import TorchSVD, TorchALS, TorchSVDpp, TorchNMF
 >>> from surprise.model_selection import cross_validate
 >>> cross_validate(TorchSVD(), data)  # doctest: +SKIP
+
+The package is layered, and imports run one way, top to bottom:
+
+- :mod:`surprise_torch.algorithms`: the Surprise ``AlgoBase`` classes;
+- :mod:`surprise_torch.arrays`: :func:`train_on_arrays`, training from
+  ``(user, item, rating)`` arrays (layout, memory, threads, rating scale);
+- :mod:`surprise_torch.trainers`: pure trainers on tensors, and the kernels
+  they share.
 """
 
-from ._mf import MFModel, TrainingDivergedError
+from .algorithms import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
 from .arrays import train_on_arrays
-from .als import TorchALS, complete_als, solve_ridge_rows, train_als
-from .nmf import TorchNMF, train_nmf
 from .recommend import top_n
-from .svd import TorchSVD, train_svd
-from .svdpp import TorchSVDpp
+from .trainers import MFModel, TrainingDivergedError, complete_als, solve_ridge_rows, train_als, train_nmf, train_svd
 
 __version__ = "0.1.0"
 

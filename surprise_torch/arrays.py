@@ -15,7 +15,7 @@ import torch
 
 from ._config import check_random_state, resolve_device, resolve_dtype
 from ._data import RatingArrays, available_bytes, dense_bytes, to_dense
-from ._mf import MFModel
+from .trainers import MFModel, train_als, train_nmf, train_svd
 
 __all__ = ["train_on_arrays", "ratings_tensor", "choose_layout", "as_rating_arrays", "DENSE_BUDGET"]
 
@@ -179,11 +179,6 @@ def train_on_arrays(trainer, users, items, ratings, *, n_users=None, n_items=Non
 
 
 def _trainer_named(name, params):
-    # Imported here: the algorithm modules import this one through their adapters.
-    from .als import train_als
-    from .nmf import train_nmf
-    from .svd import train_svd
-
     trainers = {"svd": train_svd, "svdpp": train_svd, "als": train_als, "nmf": train_nmf}
     if name not in trainers:
         raise ValueError(f"trainer must be one of {sorted(trainers)} or a trainer function, got {name!r}.")

@@ -8,7 +8,7 @@ import torch
 
 import surprise_torch.arrays as arrays_module
 from surprise_torch import train_als, train_nmf, train_on_arrays, train_svd
-from surprise_torch._observed import observed_ratings
+from surprise_torch.trainers._observed import observed_ratings
 
 from .conftest import ALGORITHMS, FAST
 

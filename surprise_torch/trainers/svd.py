@@ -11,14 +11,11 @@ speed, and lets any ``torch.optim`` optimizer drive the updates.
 from __future__ import annotations
 
 import torch
-from surprise import PredictionImpossible  # noqa: F401  (re-exported for users' except clauses)
 
-from ._base import TorchMFAlgo
-from ._config import check_bool, check_float, check_int
-from ._mf import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
+from ._common import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
 from ._observed import observed_ratings
 
-__all__ = ["TorchSVD", "train_svd", "OPTIMIZERS"]
+__all__ = ["train_svd", "OPTIMIZERS"]
 
 #: Optimizers accepted by name; any ``torch.optim.Optimizer`` subclass works too.
 OPTIMIZERS = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
@@ -127,6 +124,12 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     def user_factors():
         return params["pu"] + norm @ params["yj"] if implicit else params["pu"]
 
+    def implicit_sums():
+        # In float64, so that the fitted implicit_ is Surprise's formula on the
+        # fitted yj to the last digits, whatever the training dtype.
+        exact = safe_counts(count_u).double().rsqrt().index_select(0, obs.users)
+        return obs.by_user(exact) @ params["yj"].double()
+
     history: dict = {}
     for epoch in range(1, n_epochs + 1):
         ea = pa
@@ -161,7 +164,7 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     zeros_u, zeros_i = torch.zeros_like(count_u), torch.zeros_like(count_i)
     return MFModel(mu, params["pu"].clone(), params["qi"].clone(),
                    params.get("bu", zeros_u).clone(), params.get("bi", zeros_i).clone(), history,
-                   {"yj": params["yj"].clone()} if implicit else {})
+                   {"yj": params["yj"].clone(), "implicit_": implicit_sums()} if implicit else {})
 
 
 def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, **_):
@@ -171,118 +174,3 @@ def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, *
 
 
 train_svd.memory_bytes = _svd_memory
-
-
-class TorchSVD(TorchMFAlgo):
-    """Surprise's SVD (biased matrix factorization), trained with PyTorch.
-
-    A drop-in replacement for ``surprise.SVD``: same model, parameter names,
-    fitted attributes (``pu``, ``qi``, ``bu``, ``bi``) and ``estimate`` rules,
-    but each epoch is one full-batch optimizer step computed with sparse
-    products over all ratings at once, on the CPU or a GPU. Some defaults differ from Surprise's because the
-    optimizer differs: ``lr_all=0.1`` is an Adam step size, not a per-rating
-    SGD rate, and ``reg_all=0.12``, ``n_epochs=30`` are what that optimizer
-    needs to beat Surprise's accuracy (see the README and
-    ``benchmarks/results/tuning``).
-
-    Parameters
-    ----------
-    n_factors : int, default 100
-    n_epochs : int, default 30
-        Passes over the trainset, one optimizer step each.
-    biased : bool, default True
-        Use baselines (``mu + bu + bi``). If False, plain ``pu . qi``, and
-        predictions for unknown users or items are impossible.
-    init_mean, init_std_dev : float, default 0, 0.1
-        Normal initialisation of the factors.
-    lr_all, reg_all : float, default 0.1, 0.12
-        Learning rate and regularisation of every term.
-    lr_bu, lr_bi, lr_pu, lr_qi : float, optional
-        Per-term learning rates; ``None`` takes ``lr_all``.
-    reg_bu, reg_bi, reg_pu, reg_qi : float, optional
-        Per-term regularisation; ``None`` takes ``reg_all``.
-    optimizer : str or type, default "adam"
-        ``"sgd"``, ``"rmsprop"``, ``"adam"`` or a ``torch.optim.Optimizer``
-        subclass. Gradients are divided by each row's rating count, so plain
-        SGD wants a learning rate near 1.
-    random_state : int, optional
-        Seed of the initial factors; the same seed gives identical models on
-        the CPU.
-    verbose : bool, default False
-        Print each epoch's loss.
-    device : str or torch.device, default "auto"
-        ``"auto"`` picks CUDA, then MPS, then the CPU.
-    dtype : str or torch.dtype, optional
-        ``"float32"`` (default) or ``"float64"``.
-    layout : {"auto", "dense", "sparse"}, default "auto"
-        How the ratings reach the trainer: a dense matrix and mask, or a
-        sparse tensor; "auto" is dense while it takes under a quarter of the
-        device's available memory. Both give the same model.
-    log_dir : str, optional
-        Write the per-epoch curves for TensorBoard there (needs ``tensorboard``).
-
-    Attributes
-    ----------
-    pu, qi : numpy.ndarray
-        User and item factors, ``(n_users, n_factors)`` and ``(n_items, n_factors)``.
-    bu, bi : numpy.ndarray
-        User and item biases (zeros when ``biased=False``).
-    history : dict of str to list of float
-        Per-epoch ``loss``, ``train_rmse`` and, with ``fit(..., eval_set=...)``,
-        ``eval_rmse``.
-    """
-
-    def __init__(self, n_factors=100, n_epochs=30, biased=True, init_mean=0.0, init_std_dev=0.1,
-                 lr_all=0.1, reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None,
-                 reg_bu=None, reg_bi=None, reg_pu=None, reg_qi=None, optimizer="adam",
-                 random_state=None, verbose=False, device="auto", dtype=None, layout="auto", log_dir=None):
-        super().__init__()
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
-        self.biased = biased
-        self.init_mean = init_mean
-        self.init_std_dev = init_std_dev
-        self.lr_all = lr_all
-        self.reg_all = reg_all
-        self.lr_bu, self.lr_bi, self.lr_pu, self.lr_qi = lr_bu, lr_bi, lr_pu, lr_qi
-        self.reg_bu, self.reg_bi, self.reg_pu, self.reg_qi = reg_bu, reg_bi, reg_pu, reg_qi
-        self.optimizer = optimizer
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.dtype = dtype
-        self.layout = layout
-        self.log_dir = log_dir
-
-    def _trainer_kwargs(self):
-        lr_all = check_float("lr_all", self.lr_all, strict=True)
-        reg_all = check_float("reg_all", self.reg_all)
-        lr = {t: lr_all if getattr(self, f"lr_{t}") is None
-              else check_float(f"lr_{t}", getattr(self, f"lr_{t}"), strict=True) for t in self._terms}
-        reg = {t: reg_all if getattr(self, f"reg_{t}") is None
-               else check_float(f"reg_{t}", getattr(self, f"reg_{t}")) for t in self._terms}
-        return dict(
-            n_factors=check_int("n_factors", self.n_factors),
-            n_epochs=check_int("n_epochs", self.n_epochs),
-            biased=check_bool("biased", self.biased),
-            implicit=self._implicit,
-            init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),
-            init_std_dev=check_float("init_std_dev", self.init_std_dev),
-            lr=lr, reg=reg, optimizer=_check_optimizer(self.optimizer),
-        )
-
-    _trainer = staticmethod(train_svd)
-    _terms = ("bu", "bi", "pu", "qi")
-    _implicit = False
-
-
-def _check_optimizer(value):
-    if isinstance(value, str):
-        if value not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer "
-                             f"subclass, got {value!r}.")
-        return value
-    if isinstance(value, type) and issubclass(value, torch.optim.Optimizer):
-        return value
-    raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer "
-                     f"subclass, got {value!r}.")

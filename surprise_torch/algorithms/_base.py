@@ -20,10 +20,10 @@ import torch
 from surprise import AlgoBase, PredictionImpossible
 from surprise.prediction_algorithms.predictions import Prediction
 
-from ._config import check_bool, check_random_state, resolve_device, resolve_dtype
-from ._data import testset_indices, trainset_arrays
-from ._mf import EvalData
-from .arrays import train_on_arrays
+from .._config import check_bool, check_random_state, resolve_device, resolve_dtype
+from .._data import testset_indices, trainset_arrays
+from ..arrays import train_on_arrays
+from ..trainers import EvalData
 
 _UNKNOWN_REASON = "User and item are unknown."
 
@@ -116,11 +116,7 @@ class TorchMFAlgo(AlgoBase):
         self.layout_ = model.timings["layout"]
         # What converting Surprise's Trainset cost, reported by the benchmark next to fit time.
         self.conversion_s_ = to_arrays_s + model.timings["to_tensors_s"]
-        self._after_fit(arrays)
         return self
-
-    def _after_fit(self, arrays):
-        """Hook for per-algorithm host-side state derived from the fitted arrays."""
 
     def _user_rows(self, users):
         """The factor rows that multiply ``qi`` for these inner users (``pu`` here)."""

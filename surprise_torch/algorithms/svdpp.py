@@ -2,16 +2,14 @@
 
 Training is :func:`~surprise_torch.train_svd` with ``implicit=True``: the
 implicit sums ``|N(u)|^-1/2 sum_{j in N(u)} yj`` of all users are one sparse
-product per epoch, never a loop over users. After ``fit`` those sums are kept
-per user (``implicit_``), so ``estimate`` and ``test`` compute each user's
-term once, not once per prediction.
+product per epoch, never a loop over users. The trainer also returns those
+sums for the fitted ``yj`` (``implicit_``), over the same set ``N(u)`` it
+trained with, so ``estimate`` and ``test`` compute each user's term once,
+not once per prediction.
 """
 
 from __future__ import annotations
 
-import torch
-
-from ._observed import _crow, _csr
 from .svd import TorchSVD
 
 __all__ = ["TorchSVDpp"]
@@ -77,15 +75,6 @@ class TorchSVDpp(TorchSVD):
     # SVD++ always has baselines (biased=True from TorchSVD); it is no parameter, as in Surprise.
     _terms = ("bu", "bi", "pu", "qi", "yj")
     _implicit = True
-
-    def _after_fit(self, arrays):
-        # Each user's implicit term, from the fitted (float64) yj on the host,
-        # as Surprise's estimate computes it, but once per user for all users.
-        users = torch.from_numpy(arrays.users)  # sorted by user, as CSR rows need
-        crow = _crow(users, arrays.n_users)
-        weights = crow.diff().double().clamp(min=1).rsqrt().index_select(0, users)
-        norm = _csr(crow, torch.from_numpy(arrays.items), weights, (arrays.n_users, arrays.n_items))
-        self.implicit_ = (norm @ torch.from_numpy(self.yj)).numpy()
 
     def _user_rows(self, users):
         return self.pu.take(users, axis=0) + self.implicit_.take(users, axis=0)

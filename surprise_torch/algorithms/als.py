@@ -1,0 +1,103 @@
+"""TorchALS: biased matrix factorization by alternating least squares, as a Surprise algorithm."""
+
+from __future__ import annotations
+
+from .._config import check_bool, check_float, check_int
+from ..trainers.als import train_als
+from ._base import TorchMFAlgo
+
+__all__ = ["TorchALS"]
+
+
+class TorchALS(TorchMFAlgo):
+    """Biased matrix factorization by closed-form alternating least squares.
+
+    Same model and ``estimate`` rules as :class:`~surprise_torch.TorchSVD`
+    (and Surprise's SVD), trained without learning rates: every sweep solves
+    all users' and then all items' regularised least-squares problems exactly,
+    batched on the CPU or a GPU.
+
+    Parameters
+    ----------
+    n_factors : int, default 20
+    n_epochs : int, default 10
+        Sweeps (all users, then all items).
+    biased : bool, default True
+        Use baselines; if False, unknown users/items make predictions impossible.
+    reg : float, default 0.125
+        Regularisation of the factors.
+    reg_bu, reg_bi : float, default 0.05
+        Regularisation of the user and item biases.
+    weighted_reg : bool, default True
+        Scale each user's and item's regularisation by its rating count (ALS-WR).
+    init_mean, init_std_dev : float, default 0, 0.1
+        Normal initialisation of the factors.
+    random_state : int, optional
+    verbose : bool, default False
+    device : str or torch.device, default "auto"
+    dtype : str or torch.dtype, optional
+    layout : {"auto", "dense", "sparse"}, default "auto"
+        How the ratings reach the trainer: a dense matrix and mask, or a
+        sparse tensor; "auto" is dense while it takes under a quarter of the
+        device's available memory. Both give the same model.
+    log_dir : str, optional
+        TensorBoard log directory (needs ``tensorboard``).
+    distributed : bool, default False
+        Train across all processes of ``torch.distributed`` (launch with
+        ``torchrun``; every process fits the same trainset with the same
+        ``random_state`` and ends with the whole model). Use ``gloo`` on
+        CPUs, ``nccl`` on GPUs, with each process on its own device.
+
+    Attributes
+    ----------
+    pu, qi, bu, bi : numpy.ndarray
+        Fitted factors and biases, as Surprise's SVD names them.
+    history : dict of str to list of float
+        Per-sweep ``loss``, ``train_rmse`` and optionally ``eval_rmse``.
+    """
+
+    def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.125, reg_bu=0.05, reg_bi=0.05,
+                 weighted_reg=True, init_mean=0.0, init_std_dev=0.1, random_state=None, verbose=False,
+                 device="auto", dtype=None, layout="auto", log_dir=None, distributed=False):
+        super().__init__()
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.biased = biased
+        self.reg = reg
+        self.reg_bu = reg_bu
+        self.reg_bi = reg_bi
+        self.weighted_reg = weighted_reg
+        self.init_mean = init_mean
+        self.init_std_dev = init_std_dev
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.dtype = dtype
+        self.layout = layout
+        self.log_dir = log_dir
+        self.distributed = distributed
+
+    def _trainer_kwargs(self):
+        return dict(
+            n_factors=check_int("n_factors", self.n_factors),
+            n_epochs=check_int("n_epochs", self.n_epochs),
+            biased=check_bool("biased", self.biased),
+            reg=check_float("reg", self.reg, strict=True),
+            reg_bu=check_float("reg_bu", self.reg_bu, strict=True),
+            reg_bi=check_float("reg_bi", self.reg_bi, strict=True),
+            weighted_reg=check_bool("weighted_reg", self.weighted_reg),
+            init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),
+            init_std_dev=check_float("init_std_dev", self.init_std_dev),
+            group=_world_group() if check_bool("distributed", self.distributed) else None,
+        )
+
+    _trainer = staticmethod(train_als)
+
+
+def _world_group():
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        raise ValueError("distributed=True needs torch.distributed initialised: launch with torchrun and call "
+                         "torch.distributed.init_process_group() before fit.")
+    return dist.group.WORLD

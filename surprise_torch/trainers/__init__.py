@@ -1,0 +1,16 @@
+"""The pure trainers: tensors in, a fitted :class:`MFModel` out.
+
+Nothing here knows Surprise, Trainsets or NumPy id mappings: every trainer
+takes a ``(n_users, n_items)`` rating tensor (dense with a mask, or sparse)
+and returns factors on the same device. Layers above
+(:mod:`surprise_torch.arrays`, then the algorithm classes in
+:mod:`surprise_torch.algorithms`) import from here, never the other way.
+"""
+
+from ._common import EvalData, MFModel, TrainingDivergedError
+from .als import complete_als, solve_ridge_rows, train_als
+from .nmf import train_nmf
+from .svd import OPTIMIZERS, train_svd
+
+__all__ = ["train_svd", "train_als", "train_nmf", "solve_ridge_rows", "complete_als", "MFModel", "EvalData",
+           "TrainingDivergedError", "OPTIMIZERS"]
