@@ -16,7 +16,8 @@ The package is layered, and imports run one way, top to bottom:
 from .algorithms import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
 from .arrays import train_on_arrays
 from .recommend import top_n
-from .trainers import MFModel, TrainingDivergedError, complete_als, solve_ridge_rows, train_als, train_nmf, train_svd
+from ._threads import set_num_threads
+from .trainers import MFModel, TrainingDivergedError, TrainingDivergedWarning, complete_als, solve_ridge_rows, train_als, train_nmf, train_svd
 
 __version__ = "0.1.0"
 
@@ -34,5 +35,7 @@ __all__ = [
     "complete_als",
     "MFModel",
     "TrainingDivergedError",
+    "TrainingDivergedWarning",
+    "set_num_threads",
     "__version__",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -29,24 +30,36 @@ def check_float(name, value, *, minimum=0.0, strict=False):
 
 
 def check_bool(name, value):
-    """Return ``value`` if it is a bool, else raise ``ValueError``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}.")
-    return value
+    """Return ``value`` as a bool if it is one (Python's or NumPy's) or the integer 0 or 1.
+
+    Surprise's own algorithms take ``verbose=1`` and the like; anything else
+    (``"yes"``, ``None``, 2) raises ``ValueError``.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False (or 1 or 0), got {value!r}.")
 
 
 def check_random_state(value):
     """Return a CPU ``torch.Generator`` seeded from ``value``.
 
-    ``None`` draws a fresh seed; an int seeds deterministically. Generating on
-    the CPU and then moving to the device gives the same start on every device.
+    ``None`` draws a fresh seed; an int seeds deterministically; a
+    ``numpy.random.RandomState`` (as Surprise's algorithms accept) gives the
+    seed by drawing from it, so the result is determined by its state, and
+    it advances, as it does in Surprise. Generating on the CPU and then
+    moving to the device gives the same start on every device.
     """
     if value is None:
         gen = torch.Generator()
         gen.seed()
         return gen
+    if isinstance(value, np.random.RandomState):
+        return torch.Generator().manual_seed(int(value.randint(0, 2**31 - 1)))
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"random_state must be None or a non-negative integer, got {value!r}.")
+        raise ValueError(f"random_state must be None, a non-negative integer or a numpy.random.RandomState, "
+                         f"got {value!r}.")
     return torch.Generator().manual_seed(int(value))
 
 

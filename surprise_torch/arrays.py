@@ -8,16 +8,22 @@ runs a trainer.
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
+import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ._config import check_random_state, resolve_device, resolve_dtype
 from ._data import RatingArrays, available_bytes, dense_bytes, to_dense
-from .trainers import MFModel, train_als, train_nmf, train_svd
+from ._threads import thread_policy
+from .trainers import MFModel, TrainingDivergedError, TrainingDivergedWarning, train_als, train_nmf, train_svd
 
-__all__ = ["train_on_arrays", "ratings_tensor", "choose_layout", "as_rating_arrays", "DENSE_BUDGET"]
+__all__ = ["train_on_arrays", "train_rating_arrays", "ratings_tensor", "choose_layout", "as_rating_arrays",
+           "RatingScale", "DENSE_BUDGET", "DENSE_MAX_CELLS_PER_RATING"]
 
 #: The share of the device's available memory the dense layout may take under
 #: ``layout="auto"``; above it the sparse layout is used. The dense matrix is
@@ -25,20 +31,40 @@ __all__ = ["train_on_arrays", "ratings_tensor", "choose_layout", "as_rating_arra
 #: is worth its memory only when that memory is plentiful.
 DENSE_BUDGET = 0.25
 
-_INDEX_BYTES_PER_RATING = 5 * 8  # users, items, item order, item columns, spare int64 per rating
+#: Under ``layout="auto"``, the dense layout is used only for matrices with at
+#: most this many cells per rating (at least 1/64 full; ML-100K has 16, ML-1M
+#: 22), since building and scanning a mostly empty matrix costs more than
+#: sorting the ratings: 3 ratings on a 12,000 x 12,000 matrix took 8.2 s and
+#: 1.4 GB dense against 2.5 s and 343 MB sparse.
+DENSE_MAX_CELLS_PER_RATING = 64
+
+#: Matrices this small are dense under ``layout="auto"`` however few their
+#: ratings: 8 MB in float32.
+DENSE_ALWAYS_CELLS = 2 ** 20
+
+_INDEX_BYTES_PER_RATING = 5 * 8
+
+#: Non-negative models (NMF) train on ratings scaled so that the largest is this.
+NONNEGATIVE_TOP = 5.0  # users, items, item order, item columns, spare int64 per rating
 
 
-def choose_layout(layout: str, n_users: int, n_items: int, dtype: torch.dtype, device: torch.device) -> str:
+def choose_layout(layout: str, n_users: int, n_items: int, dtype: torch.dtype, device: torch.device,
+                  n_ratings: int | None = None) -> str:
     """Resolve ``layout`` (``"auto"``, ``"dense"`` or ``"sparse"``) to dense or sparse.
 
     ``"auto"`` is dense when the dense layout needs at most
     :data:`DENSE_BUDGET` of the device's available memory (2 GiB where that
-    cannot be told, as on MPS), sparse otherwise.
+    cannot be told, as on MPS) and, given ``n_ratings``, the matrix has at
+    most :data:`DENSE_MAX_CELLS_PER_RATING` cells per rating (or fewer than
+    :data:`DENSE_ALWAYS_CELLS` cells); sparse otherwise.
     """
     if layout not in ("auto", "dense", "sparse"):
         raise ValueError(f"layout must be 'auto', 'dense' or 'sparse', got {layout!r}.")
     if layout != "auto":
         return layout
+    cells = n_users * n_items
+    if n_ratings is not None and cells > max(DENSE_ALWAYS_CELLS, DENSE_MAX_CELLS_PER_RATING * n_ratings):
+        return "sparse"
     free = available_bytes(device)
     budget = DENSE_BUDGET * free if free is not None else 2 * 2**30
     return "dense" if dense_bytes(n_users, n_items, dtype) <= budget else "sparse"
@@ -122,8 +148,26 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
 
 
 def train_on_arrays(trainer, users, items, ratings, *, n_users=None, n_items=None, layout="auto",
-                    device="auto", dtype=None, random_state=None, **params) -> MFModel:
+                    device="auto", dtype=None, random_state=None, on_divergence="warn", label=None,
+                    **params) -> MFModel:
     """Train a model on ``(user, item, rating)`` arrays.
+
+    Three things are decided here for every fit, whichever trainer runs:
+
+    - **Threads** (CPU): the policy of :mod:`surprise_torch._threads`: one
+      thread for small fits, never more than torch's current setting, and the
+      caller's setting restored afterwards.
+    - **Rating scale**: the trainer sees standardised ratings ``(r - c) / s``
+      (``c`` the mean for models with a mean term, else 0; ``s`` the spread
+      around ``c``), and the fitted model is mapped back (``mu = c + s mu'``,
+      biases times ``s``, factors times ``sqrt(s)``), so that fitting on
+      ``a r + b`` gives estimates ``a est + b`` with the same parameters and
+      seed: regularisation and learning rates mean the same on any scale.
+      Models without a mean term (``biased=False``) are only scaled, so for
+      them this holds with ``b = 0``; so is NMF, which needs non-negative
+      ratings, by its largest rating over 5 (see :meth:`RatingScale.of`).
+    - **Divergence**: a fit that blows up warns and returns its last sound
+      state (``on_divergence="warn"``), or raises.
 
     Parameters
     ----------
@@ -140,42 +184,167 @@ def train_on_arrays(trainer, users, items, ratings, *, n_users=None, n_items=Non
         give the same model.
     device : str or torch.device, default "auto"
     dtype : str or torch.dtype, optional
-    random_state : int, optional
+    random_state : None, int or numpy.random.RandomState, optional
         Seed of the initial factors (ignored if ``generator`` is given).
+    on_divergence : {"warn", "raise"}, default "warn"
+        When training blows up (a NaN, or a training RMSE far above
+        predicting the mean): warn with a
+        :class:`~surprise_torch.TrainingDivergedWarning` and return the last
+        sound epoch's model (the mean model if none was sound), or raise
+        :class:`~surprise_torch.TrainingDivergedError`.
+    label : str, optional
+        What to call this fit in warnings and errors (the algorithm classes
+        pass their ``repr``, which names their non-default parameters).
     **params
         The trainer's own parameters (``n_factors``, ``n_epochs``, ...,
-        ``generator``, ``eval_data``, ``callback``).
+        ``generator``, ``eval_data``, ``callback``), in the ratings' own scale.
 
     Returns
     -------
     MFModel
-        With ``timings``: the ``layout`` used and ``to_tensors_s``, the
-        seconds spent building its tensors.
+        In the ratings' scale, with ``timings``: the ``layout`` used,
+        ``to_tensors_s`` (the seconds spent building its tensors) and
+        ``threads`` (the CPU threads it ran with).
 
     Raises
     ------
     ValueError
-        For invalid arrays, layout, device or dtype.
+        For invalid arrays, layout, device or dtype, or ratings too large for
+        the dtype.
     MemoryError
         If data and model would not fit on the device, before allocating.
+    TrainingDivergedError
+        If training blows up and ``on_divergence="raise"``.
+    """
+    arrays = as_rating_arrays(users, items, ratings, n_users, n_items)
+    return train_rating_arrays(trainer, arrays, layout=layout, device=device, dtype=dtype,
+                               random_state=random_state, on_divergence=on_divergence, label=label, **params)
+
+
+def train_rating_arrays(trainer, arrays: RatingArrays, *, layout="auto", device="auto", dtype=None,
+                        random_state=None, on_divergence="warn", label=None, **params) -> MFModel:
+    """:func:`train_on_arrays` for arrays already checked by :func:`as_rating_arrays`.
+
+    The algorithm classes call this, having validated (and deduplicated) the
+    Trainset's ratings once, so that what they keep for prediction is exactly
+    what was trained on.
     """
     if isinstance(trainer, str):
         trainer = _trainer_named(trainer, params)
+    if on_divergence not in ("warn", "raise"):
+        raise ValueError(f"on_divergence must be 'warn' or 'raise', got {on_divergence!r}.")
+    label = label or f"train_on_arrays({getattr(trainer, '__name__', trainer)!s})"
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    arrays = as_rating_arrays(users, items, ratings, n_users, n_items)
-    chosen = choose_layout(layout, arrays.n_users, arrays.n_items, dt, dev)
+    _check_magnitude(arrays.ratings, dt)
+    chosen = choose_layout(layout, arrays.n_users, arrays.n_items, dt, dev, n_ratings=len(arrays.ratings))
     sizing = {k: v for k, v in params.items() if k in ("n_factors", "biased", "implicit")}
     check_fits(trainer, arrays.n_users, arrays.n_items, len(arrays.ratings), dt, chosen, dev, **sizing)
-    start = time.perf_counter()
-    tensor, mask = ratings_tensor(arrays, chosen, dev, dt)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    to_tensors_s = time.perf_counter() - start
+    biased = params.get("biased", _default(trainer, "biased", False))
+    scale = RatingScale.of(arrays.ratings, centred=biased, nonnegative=getattr(trainer, "nonnegative", False))
+    per_rating = getattr(trainer, "work_per_rating", None)
+    work = len(arrays.ratings) * per_rating(**sizing) if per_rating is not None else float("inf")
+    params["eval_data"] = scale.standardise_eval(params.get("eval_data"))
+    params["callback"] = scale.wrap_callback(params.get("callback"))
     params.setdefault("generator", check_random_state(random_state))
-    model = trainer(tensor, mask, **params)
-    model.timings = {"layout": chosen, "to_tensors_s": to_tensors_s}
+    with thread_policy(work, dev) as threads:
+        start = time.perf_counter()
+        tensor, mask = ratings_tensor(scale.standardise(arrays), chosen, dev, dt)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        to_tensors_s = time.perf_counter() - start
+        try:
+            model = trainer(tensor, mask, on_divergence="raise" if on_divergence == "raise" else "recover",
+                            **params)
+        except TrainingDivergedError as exc:
+            raise TrainingDivergedError(f"{label}: {exc}") from None
+    model = scale.restore(model)
+    model.timings = {"layout": chosen, "to_tensors_s": to_tensors_s, "threads": threads}
+    if model.diverged is not None:
+        warnings.warn(f"{label}: {model.diverged} Pass on_divergence='raise' to make this an error.",
+                      TrainingDivergedWarning, stacklevel=3)
     return model
+
+
+def _default(function, name, fallback):
+    parameter = inspect.signature(function).parameters.get(name)
+    return fallback if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def _check_magnitude(ratings: np.ndarray, dtype: torch.dtype):
+    largest = float(np.abs(ratings).max())
+    limit = torch.finfo(dtype).max
+    if largest > limit:
+        raise ValueError(f"A rating of magnitude {largest:.3g} does not fit in {dtype} (largest {limit:.3g}); "
+                         "use dtype='float64', or rescale the ratings.")
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """The affine map between the user's ratings and the standardised ones trainers see.
+
+    ``standardised = (rating - center) / spread``. With ``center`` the mean
+    and ``spread`` the root mean square around it, both move with any
+    ``a * rating + b`` (``a > 0``), so the standardised ratings, and hence
+    the trained model, do not; :meth:`restore` maps it back.
+    """
+
+    center: float
+    spread: float
+
+    @classmethod
+    def of(cls, ratings: np.ndarray, centred: bool, nonnegative: bool = False) -> "RatingScale":
+        """The scale of ``ratings``.
+
+        Centred on their mean if ``centred``, else on 0, with the root mean
+        square around the center as the spread. For ``nonnegative`` models
+        (NMF) the ratings are only divided, by their largest value over
+        :data:`NONNEGATIVE_TOP`: Surprise's NMF defaults (uniform factors in
+        [0, 1], its regularisation) are meant for stars up to 5, so on such
+        data nothing changes, and on any other the model is the same, scaled.
+        """
+        if nonnegative:
+            center, spread = 0.0, float(np.abs(ratings).max()) / NONNEGATIVE_TOP
+        else:
+            center = float(ratings.mean()) if centred else 0.0
+            spread = float(np.sqrt(np.mean(np.square(ratings - center))))
+        # All ratings equal (to the center): any spread standardises them to 0.
+        return cls(center, spread if spread > 0 and math.isfinite(spread) else 1.0)
+
+    def standardise(self, arrays: RatingArrays) -> RatingArrays:
+        """The same ratings, standardised."""
+        return replace(arrays, ratings=(arrays.ratings - self.center) / self.spread)
+
+    def standardise_eval(self, data):
+        """An :class:`EvalData` in the standardised scale (its ratings, clipping bounds and default)."""
+        if data is None:
+            return None
+        low, high = data.rating_scale
+        return replace(data, ratings=(data.ratings - self.center) / self.spread,
+                       rating_scale=((low - self.center) / self.spread, (high - self.center) / self.spread),
+                       default=(data.default - self.center) / self.spread)
+
+    def metrics(self, metrics: dict) -> dict:
+        """Per-epoch metrics back in the ratings' scale (RMSEs times ``spread``, losses times its square)."""
+        return {name: value * (self.spread ** 2 if name == "loss" else self.spread) for name, value in metrics.items()}
+
+    def wrap_callback(self, callback):
+        """``callback`` receiving metrics in the ratings' scale."""
+        if callback is None:
+            return None
+        return lambda epoch, metrics: callback(epoch, self.metrics(metrics))
+
+    def restore(self, model: MFModel) -> MFModel:
+        """The model in the ratings' scale (in float64 where the device has it)."""
+        wide = model.pu.dtype if model.pu.device.type == "mps" else torch.float64
+        root = math.sqrt(self.spread)
+        history = {name: [self.metrics({name: v})[name] for v in values] for name, values in model.history.items()}
+        return replace(
+            model, global_mean=self.center + self.spread * model.global_mean,
+            pu=model.pu.to(wide) * root, qi=model.qi.to(wide) * root,
+            bu=model.bu.to(wide) * self.spread, bi=model.bi.to(wide) * self.spread,
+            extras={name: t.to(wide) * root for name, t in model.extras.items()}, history=history,
+        )
 
 
 def _trainer_named(name, params):

@@ -10,7 +10,7 @@ from surprise import NMF, BaselineOnly, Dataset, Reader, accuracy, dump
 from surprise.trainset import Trainset
 from surprise.model_selection import train_test_split
 
-from surprise_torch import TorchNMF, TrainingDivergedError
+from surprise_torch import TorchNMF, TrainingDivergedError, TrainingDivergedWarning
 
 from .conftest import ALGORITHMS, CHANGES, DIVERGE, FAST, dataset_from, has_param, low_rank_ratings
 
@@ -137,7 +137,7 @@ def test_params_rebuild_the_algorithm(algo_class):
 
 @pytest.mark.parametrize("name,value", [
     ("n_factors", 0), ("n_factors", 2.5), ("n_epochs", -1), ("biased", "yes"),
-    ("random_state", -3), ("verbose", 1), ("init_std_dev", -0.1), ("init_mean", float("nan")),
+    ("random_state", -3), ("verbose", 2), ("on_divergence", "ignore"), ("n_epochs", 2.0), ("init_std_dev", -0.1), ("init_mean", float("nan")),
     ("device", "tpu"), ("device", "cuda:7" if torch.cuda.is_available() else "cuda"), ("dtype", "int8"),
     ("optimizer", "lbfgs"), ("lr_all", 0.0), ("reg_all", -1.0), ("lr_yj", -0.1), ("reg", 0.0),
     ("weighted_reg", None), ("init_low", -1.0), ("init_high", 0.0), ("reg_pu", float("inf")),
@@ -156,8 +156,9 @@ def test_every_parameter_changes_the_model(algo_class, split):
     changes = {"n_factors": 3, "n_epochs": 3, "random_state": 9, **CHANGES[algo_class]}
     # These must not change the model (layout, device, distributed: tested in test_layouts,
     # the device test and test_distributed).
+    # on_divergence only acts on runs that blow up (tested in test_hardening).
     untested = set(base.get_params()) - set(changes) - {"verbose", "device", "dtype", "log_dir", "biased",
-                                                        "cache_ratings", "layout", "distributed"}
+                                                        "cache_ratings", "layout", "distributed", "on_divergence"}
     assert not untested, f"add these parameters to CHANGES: {untested}"
     for name, value in changes.items():
         other = fitted(algo_class, trainset, **{name: value})
@@ -242,10 +243,21 @@ def test_rating_scale_is_respected(algo_class, tmp_path_factory):
     assert accuracy.mae(preds, verbose=False) < 1.0
 
 
-def test_divergence_is_an_error_not_nan(algo_class, split):
+def test_divergence_raises_on_request(algo_class, split):
     trainset, _ = split
-    with pytest.raises(TrainingDivergedError, match="diverged|positive definite"):
-        fitted(algo_class, trainset, **DIVERGE[algo_class])
+    with pytest.raises(TrainingDivergedError, match=rf"{algo_class.__name__}\(.*\): Training diverged"):
+        fitted(algo_class, trainset, on_divergence="raise", **DIVERGE[algo_class])
+
+
+def test_divergence_warns_and_keeps_a_finite_model(algo_class, split):
+    trainset, testset = split
+    with pytest.warns(TrainingDivergedWarning, match=rf"{algo_class.__name__}\(.*\): Training diverged"):
+        algo = fitted(algo_class, trainset, **DIVERGE[algo_class])
+    assert algo.diverged_ is not None
+    estimates = [p.est for p in algo.test(testset)]
+    assert np.isfinite(estimates).all()
+    for name in ("pu", "qi", "bu", "bi"):
+        assert np.isfinite(getattr(algo, name)).all(), name
 
 
 def test_too_large_is_refused_before_allocating(algo_class, split, monkeypatch):

@@ -71,12 +71,18 @@ def test_too_large_fails_before_allocating_with_the_estimate(monkeypatch):
         train_on_arrays("als", users, items, ratings, n_factors=50, layout="sparse")
 
 
-def test_train_on_arrays_by_name_matches_the_trainer():
+def test_train_on_arrays_is_the_trainer_on_standardised_ratings():
     users, items, ratings, n_users, n_items = random_arrays()
     model = train_on_arrays("als", users, items, ratings, n_factors=3, n_epochs=4, random_state=0)
-    coo = torch.sparse_coo_tensor(np.stack([users, items]), ratings, (n_users, n_items), check_invariants=True).float()
+    center, spread = ratings.mean(), ratings.std()
+    standardised = (ratings - center) / spread
+    coo = torch.sparse_coo_tensor(np.stack([users, items]), standardised, (n_users, n_items),
+                                  check_invariants=True).float()
     direct = train_als(coo, n_factors=3, n_epochs=4, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(model.qi, direct.qi)
+    torch.testing.assert_close(model.qi, direct.qi.double() * spread ** 0.5)
+    torch.testing.assert_close(model.bu, direct.bu.double() * spread)
+    assert model.global_mean == pytest.approx(center)
+    assert model.history["train_rmse"] == pytest.approx([r * spread for r in direct.history["train_rmse"]])
     svdpp = train_on_arrays("svdpp", users, items, ratings, n_factors=3, n_epochs=2, random_state=0)
     assert "yj" in svdpp.extras
 

@@ -22,10 +22,16 @@ from surprise.prediction_algorithms.predictions import Prediction
 
 from .._config import check_bool, check_random_state, resolve_device, resolve_dtype
 from .._data import testset_indices, trainset_arrays
-from ..arrays import train_on_arrays
+from ..arrays import as_rating_arrays, train_rating_arrays
 from ..trainers import EvalData
 
 _UNKNOWN_REASON = "User and item are unknown."
+
+#: Factor values gathered at once when estimating (8 MB of float64 per side).
+ESTIMATE_BLOCK = 2 ** 20
+
+#: Testset pairs converted and predicted at once by ``test``.
+TEST_BLOCK = 2 ** 15
 
 
 class TorchMFAlgo(AlgoBase):
@@ -81,29 +87,37 @@ class TorchMFAlgo(AlgoBase):
         Raises
         ------
         ValueError
-            For an invalid parameter (named in the message), an empty trainset
-            or non-finite ratings.
+            For an invalid parameter (named in the message), an empty trainset,
+            non-finite ratings or ratings too large for ``dtype``, or an
+            ``eval_set`` without true ratings.
         MemoryError
             If the data (in the chosen layout) and the model would not fit on
             the device; raised before allocating, with the estimate.
         TrainingDivergedError
-            If the loss becomes NaN or infinite.
+            If training blows up and ``on_divergence="raise"``. With the
+            default ``"warn"``, a :class:`~surprise_torch.TrainingDivergedWarning`
+            names this algorithm and its parameters, and the last sound
+            epoch's model is kept.
         """
         AlgoBase.fit(self, trainset)
         kwargs = self._trainer_kwargs()
         verbose = check_bool("verbose", self.verbose)
+        if self.on_divergence not in ("warn", "raise"):
+            raise ValueError(f"on_divergence must be 'warn' or 'raise', got {self.on_divergence!r}.")
         generator = check_random_state(self.random_state)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         start = time.perf_counter()
-        arrays = trainset_arrays(trainset)
+        # Validated and deduplicated once: a pair rated twice keeps its last
+        # rating, and what the model keeps (SVD++'s N(u)) is what it trained on.
+        flat = trainset_arrays(trainset)
+        arrays = as_rating_arrays(flat.users, flat.items, flat.ratings, flat.n_users, flat.n_items)
         to_arrays_s = time.perf_counter() - start
         eval_data = self._eval_data(eval_set, kwargs.get("biased", True), device, dtype)
         with _EpochLog(type(self).__name__, kwargs["n_epochs"], verbose, self.log_dir) as log:
-            model = train_on_arrays(type(self)._trainer, arrays.users, arrays.items, arrays.ratings,
-                                    n_users=arrays.n_users, n_items=arrays.n_items, layout=self.layout,
-                                    device=device, dtype=dtype, generator=generator, eval_data=eval_data,
-                                    callback=log, **kwargs)
+            model = train_rating_arrays(type(self)._trainer, arrays, layout=self.layout, device=device,
+                                        dtype=dtype, generator=generator, eval_data=eval_data, callback=log,
+                                        on_divergence=self.on_divergence, label=repr(self), **kwargs)
         self.global_mean_ = model.global_mean
         self.pu = _host(model.pu)
         self.qi = _host(model.qi)
@@ -112,8 +126,10 @@ class TorchMFAlgo(AlgoBase):
         for name, tensor in model.extras.items():
             setattr(self, name, _host(tensor))
         self.history = model.history
+        self.diverged_ = model.diverged
         self.device_ = str(device)
         self.layout_ = model.timings["layout"]
+        self.n_threads_ = model.timings["threads"]
         # What converting Surprise's Trainset cost, reported by the benchmark next to fit time.
         self.conversion_s_ = to_arrays_s + model.timings["to_tensors_s"]
         return self
@@ -126,6 +142,9 @@ class TorchMFAlgo(AlgoBase):
         if eval_set is None:
             return None
         _, _, r_ui, users, items = testset_indices(self.trainset, eval_set)
+        if any(r is None for r in r_ui):
+            raise ValueError("eval_set holds pairs whose true rating r_ui is None; the per-epoch eval_rmse needs "
+                             "true ratings (pass a testset, not an anti-testset).")
         return EvalData(
             users=torch.from_numpy(users).to(device), items=torch.from_numpy(items).to(device),
             ratings=torch.tensor(r_ui, dtype=dtype, device=device),
@@ -139,12 +158,19 @@ class TorchMFAlgo(AlgoBase):
 
         The one place predictions are computed: ``estimate`` calls it with
         arrays of length one, so ``test`` and the ``predict`` loop agree to the
-        last bit.
+        last bit. Pairs are taken in blocks of :data:`ESTIMATE_BLOCK` factor
+        values, so the gathered factor rows never hold more than a few MB,
+        whatever ``n_factors`` and however many pairs.
         """
         known_u, known_i = users >= 0, items >= 0
         both = known_u & known_i
         u, i = np.where(known_u, users, 0), np.where(known_i, items, 0)
-        dot = np.where(both, np.einsum("ij,ij->i", self.qi.take(i, axis=0), self._user_rows(u)), 0.0)
+        dot = np.zeros(len(users))
+        rows = max(1, ESTIMATE_BLOCK // max(1, self.qi.shape[1]))
+        for start in range(0, len(users), rows):
+            block = slice(start, start + rows)
+            dot[block] = np.einsum("ij,ij->i", self.qi.take(i[block], axis=0), self._user_rows(u[block]))
+        dot[~both] = 0.0
         if self.biased:
             est = self.global_mean_ + np.where(known_u, self.bu[u], 0.0) + np.where(known_i, self.bi[i], 0.0) + dot
             return est, np.zeros(len(users), dtype=bool)
@@ -165,10 +191,15 @@ class TorchMFAlgo(AlgoBase):
         return float(est[0])
 
     def test(self, testset, verbose=False):
-        """Estimate a whole testset in one vectorised pass.
+        """Estimate a whole testset, vectorised, in bounded memory.
 
-        Returns exactly what Surprise's per-rating ``predict`` loop returns
-        (same estimates, clipping and ``details``), only faster.
+        Returns exactly what Surprise's per-rating ``predict`` loop returns:
+        the same estimates, of the same types (a clipped estimate is the
+        rating scale's own bound, an impossible one Surprise's default
+        prediction), the same ``details``; only faster. The testset is taken
+        in blocks of :data:`TEST_BLOCK` pairs, so beyond the predictions
+        themselves memory stays a few MB, even for an anti-testset of millions
+        of pairs.
 
         Parameters
         ----------
@@ -180,20 +211,35 @@ class TorchMFAlgo(AlgoBase):
         -------
         list of surprise.Prediction
         """
+        testset = testset if isinstance(testset, list) else list(testset)
+        predictions = []
         with _gc_paused():
-            uids, iids, r_ui, users, items = testset_indices(self.trainset, testset)
-            est, impossible = self._estimate_arrays(users, items)
-            est = np.where(impossible, self.default_prediction(), est)
-            low, high = self.trainset.rating_scale
-            est = np.minimum(high, np.maximum(low, est)).tolist()
-            possible, unknown = {"was_impossible": False}, {"was_impossible": True, "reason": _UNKNOWN_REASON}
-            details = map(dict.copy, (unknown if imp else possible for imp in impossible.tolist()))
-            # tuple.__new__ builds each namedtuple in C, without a Python frame per prediction.
-            predictions = list(map(tuple.__new__, itertools.repeat(Prediction), zip(uids, iids, r_ui, est, details)))
+            for start in range(0, len(testset), TEST_BLOCK):
+                predictions.extend(self._predict_block(testset[start:start + TEST_BLOCK]))
         if verbose:
             for pred in predictions:
                 print(pred)
         return predictions
+
+    def _predict_block(self, testset):
+        uids, iids, r_ui, users, items = testset_indices(self.trainset, testset)
+        est, impossible = self._estimate_arrays(users, items)
+        low, high = self.trainset.rating_scale
+        values = est.tolist()
+        # Surprise's predict clips with min(high, est) then max(low, est): a
+        # clipped estimate is the bound itself (an int on a (1, 5) scale).
+        default = self.default_prediction() if impossible.any() else None
+        for index in np.flatnonzero(impossible).tolist():
+            values[index] = default
+        est = np.where(impossible, default if default is not None else 0.0, est)
+        for index in np.flatnonzero(est >= high).tolist():
+            values[index] = high
+        for index in np.flatnonzero(est <= low).tolist():
+            values[index] = low
+        possible, unknown = {"was_impossible": False}, {"was_impossible": True, "reason": _UNKNOWN_REASON}
+        details = map(dict.copy, (unknown if imp else possible for imp in impossible.tolist()))
+        # tuple.__new__ builds each namedtuple in C, without a Python frame per prediction.
+        return map(tuple.__new__, itertools.repeat(Prediction), zip(uids, iids, r_ui, values, details))
 
 
 @contextlib.contextmanager

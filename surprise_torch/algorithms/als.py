@@ -24,9 +24,9 @@ class TorchALS(TorchMFAlgo):
         Sweeps (all users, then all items).
     biased : bool, default True
         Use baselines; if False, unknown users/items make predictions impossible.
-    reg : float, default 0.125
+    reg : float, default 0.12
         Regularisation of the factors.
-    reg_bu, reg_bi : float, default 0.05
+    reg_bu, reg_bi : float, default 0.06
         Regularisation of the user and item biases.
     weighted_reg : bool, default True
         Scale each user's and item's regularisation by its rating count (ALS-WR).
@@ -47,6 +47,12 @@ class TorchALS(TorchMFAlgo):
         ``torchrun``; every process fits the same trainset with the same
         ``random_state`` and ends with the whole model). Use ``gloo`` on
         CPUs, ``nccl`` on GPUs, with each process on its own device.
+    on_divergence : {"warn", "raise"}, default "warn"
+        When training blows up (a NaN, or a training RMSE far above
+        predicting the mean): warn with a ``TrainingDivergedWarning`` naming
+        this algorithm's parameters and keep the last sound epoch's model, so
+        that a grid search survives one bad point with finite, poor scores;
+        or raise ``TrainingDivergedError``.
 
     Attributes
     ----------
@@ -56,9 +62,9 @@ class TorchALS(TorchMFAlgo):
         Per-sweep ``loss``, ``train_rmse`` and optionally ``eval_rmse``.
     """
 
-    def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.125, reg_bu=0.05, reg_bi=0.05,
+    def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
                  weighted_reg=True, init_mean=0.0, init_std_dev=0.1, random_state=None, verbose=False,
-                 device="auto", dtype=None, layout="auto", log_dir=None, distributed=False):
+                 device="auto", dtype=None, layout="auto", log_dir=None, distributed=False, on_divergence="warn"):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -76,11 +82,12 @@ class TorchALS(TorchMFAlgo):
         self.layout = layout
         self.log_dir = log_dir
         self.distributed = distributed
+        self.on_divergence = on_divergence
 
     def _trainer_kwargs(self):
         return dict(
             n_factors=check_int("n_factors", self.n_factors),
-            n_epochs=check_int("n_epochs", self.n_epochs),
+            n_epochs=check_int("n_epochs", self.n_epochs, minimum=0),
             biased=check_bool("biased", self.biased),
             reg=check_float("reg", self.reg, strict=True),
             reg_bu=check_float("reg_bu", self.reg_bu, strict=True),

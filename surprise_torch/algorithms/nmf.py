@@ -36,6 +36,12 @@ class TorchNMF(TorchMFAlgo):
         sparse tensor; "auto" is dense while it takes under a quarter of the
         device's available memory. Both give the same model.
     log_dir : str, optional
+    on_divergence : {"warn", "raise"}, default "warn"
+        When training blows up (a NaN, or a training RMSE far above
+        predicting the mean): warn with a ``TrainingDivergedWarning`` naming
+        this algorithm's parameters and keep the last sound epoch's model, so
+        that a grid search survives one bad point with finite, poor scores;
+        or raise ``TrainingDivergedError``.
 
     Attributes
     ----------
@@ -45,7 +51,7 @@ class TorchNMF(TorchMFAlgo):
 
     def __init__(self, n_factors=15, n_epochs=50, biased=False, reg_pu=0.06, reg_qi=0.06, reg_bu=0.02,
                  reg_bi=0.02, lr_bu=0.005, lr_bi=0.005, init_low=0.0, init_high=1.0, random_state=None,
-                 verbose=False, device="auto", dtype=None, layout="auto", log_dir=None):
+                 verbose=False, device="auto", dtype=None, layout="auto", log_dir=None, on_divergence="warn"):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -59,12 +65,13 @@ class TorchNMF(TorchMFAlgo):
         self.dtype = dtype
         self.layout = layout
         self.log_dir = log_dir
+        self.on_divergence = on_divergence
 
     def _trainer_kwargs(self):
         init_low = check_float("init_low", self.init_low)
         return dict(
             n_factors=check_int("n_factors", self.n_factors),
-            n_epochs=check_int("n_epochs", self.n_epochs),
+            n_epochs=check_int("n_epochs", self.n_epochs, minimum=0),
             biased=check_bool("biased", self.biased),
             **{name: check_float(name, getattr(self, name)) for name in
                ("reg_pu", "reg_qi", "reg_bu", "reg_bi", "lr_bu", "lr_bi")},

@@ -19,7 +19,7 @@ class TorchSVD(TorchMFAlgo):
     but each epoch is one full-batch optimizer step computed with sparse
     products over all ratings at once, on the CPU or a GPU. Some defaults differ from Surprise's because the
     optimizer differs: ``lr_all=0.1`` is an Adam step size, not a per-rating
-    SGD rate, and ``reg_all=0.12``, ``n_epochs=30`` are what that optimizer
+    SGD rate, and ``reg_all=0.1``, ``n_epochs=30`` are what that optimizer
     needs to beat Surprise's accuracy (see the README and
     ``benchmarks/results/tuning``).
 
@@ -33,7 +33,7 @@ class TorchSVD(TorchMFAlgo):
         predictions for unknown users or items are impossible.
     init_mean, init_std_dev : float, default 0, 0.1
         Normal initialisation of the factors.
-    lr_all, reg_all : float, default 0.1, 0.12
+    lr_all, reg_all : float, default 0.1, 0.1
         Learning rate and regularisation of every term.
     lr_bu, lr_bi, lr_pu, lr_qi : float, optional
         Per-term learning rates; ``None`` takes ``lr_all``.
@@ -58,6 +58,12 @@ class TorchSVD(TorchMFAlgo):
         device's available memory. Both give the same model.
     log_dir : str, optional
         Write the per-epoch curves for TensorBoard there (needs ``tensorboard``).
+    on_divergence : {"warn", "raise"}, default "warn"
+        When training blows up (a NaN, or a training RMSE far above
+        predicting the mean): warn with a ``TrainingDivergedWarning`` naming
+        this algorithm's parameters and keep the last sound epoch's model, so
+        that a grid search survives one bad point with finite, poor scores;
+        or raise ``TrainingDivergedError``.
 
     Attributes
     ----------
@@ -71,9 +77,9 @@ class TorchSVD(TorchMFAlgo):
     """
 
     def __init__(self, n_factors=100, n_epochs=30, biased=True, init_mean=0.0, init_std_dev=0.1,
-                 lr_all=0.1, reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None,
+                 lr_all=0.1, reg_all=0.1, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None,
                  reg_bu=None, reg_bi=None, reg_pu=None, reg_qi=None, optimizer="adam",
-                 random_state=None, verbose=False, device="auto", dtype=None, layout="auto", log_dir=None):
+                 random_state=None, verbose=False, device="auto", dtype=None, layout="auto", log_dir=None, on_divergence="warn"):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -91,6 +97,7 @@ class TorchSVD(TorchMFAlgo):
         self.dtype = dtype
         self.layout = layout
         self.log_dir = log_dir
+        self.on_divergence = on_divergence
 
     def _trainer_kwargs(self):
         lr_all = check_float("lr_all", self.lr_all, strict=True)
@@ -101,7 +108,7 @@ class TorchSVD(TorchMFAlgo):
                else check_float(f"reg_{t}", getattr(self, f"reg_{t}")) for t in self._terms}
         return dict(
             n_factors=check_int("n_factors", self.n_factors),
-            n_epochs=check_int("n_epochs", self.n_epochs),
+            n_epochs=check_int("n_epochs", self.n_epochs, minimum=0),
             biased=check_bool("biased", self.biased),
             implicit=self._implicit,
             init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),

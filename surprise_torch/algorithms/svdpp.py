@@ -30,7 +30,7 @@ class TorchSVDpp(TorchSVD):
     n_factors : int, default 50
     n_epochs : int, default 50
     init_mean, init_std_dev : float, default 0, 0.1
-    lr_all, reg_all : float, default 0.1, 0.12
+    lr_all, reg_all : float, default 0.1, 0.11
     lr_bu, lr_bi, lr_pu, lr_qi, lr_yj : float, optional
         Per-term learning rates; ``None`` takes ``lr_all``.
     reg_bu, reg_bi, reg_pu, reg_qi, reg_yj : float, optional
@@ -48,6 +48,12 @@ class TorchSVDpp(TorchSVD):
         sparse tensor; "auto" is dense while it takes under a quarter of the
         device's available memory. Both give the same model.
     log_dir : str, optional
+    on_divergence : {"warn", "raise"}, default "warn"
+        When training blows up (a NaN, or a training RMSE far above
+        predicting the mean): warn with a ``TrainingDivergedWarning`` naming
+        this algorithm's parameters and keep the last sound epoch's model, so
+        that a grid search survives one bad point with finite, poor scores;
+        or raise ``TrainingDivergedError``.
 
     Attributes
     ----------
@@ -60,14 +66,16 @@ class TorchSVDpp(TorchSVD):
     """
 
     def __init__(self, n_factors=50, n_epochs=50, init_mean=0.0, init_std_dev=0.1, lr_all=0.1,
-                 reg_all=0.12, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None, lr_yj=None, reg_bu=None,
+                 reg_all=0.11, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None, lr_yj=None, reg_bu=None,
                  reg_bi=None, reg_pu=None, reg_qi=None, reg_yj=None, optimizer="adam", random_state=None,
-                 verbose=False, cache_ratings=False, device="auto", dtype=None, layout="auto", log_dir=None):
+                 verbose=False, cache_ratings=False, device="auto", dtype=None, layout="auto", log_dir=None,
+                 on_divergence="warn"):
         super().__init__(n_factors=n_factors, n_epochs=n_epochs, init_mean=init_mean,
                          init_std_dev=init_std_dev, lr_all=lr_all, reg_all=reg_all, lr_bu=lr_bu,
                          lr_bi=lr_bi, lr_pu=lr_pu, lr_qi=lr_qi, reg_bu=reg_bu, reg_bi=reg_bi,
                          reg_pu=reg_pu, reg_qi=reg_qi, optimizer=optimizer, random_state=random_state,
-                         verbose=verbose, device=device, dtype=dtype, layout=layout, log_dir=log_dir)
+                         verbose=verbose, device=device, dtype=dtype, layout=layout, log_dir=log_dir,
+                         on_divergence=on_divergence)
         self.lr_yj = lr_yj
         self.reg_yj = reg_yj
         self.cache_ratings = cache_ratings

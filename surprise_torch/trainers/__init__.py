@@ -7,10 +7,10 @@ and returns factors on the same device. Layers above
 :mod:`surprise_torch.algorithms`) import from here, never the other way.
 """
 
-from ._common import EvalData, MFModel, TrainingDivergedError
+from ._common import EvalData, MFModel, TrainingDivergedError, TrainingDivergedWarning
 from .als import complete_als, solve_ridge_rows, train_als
 from .nmf import train_nmf
 from .svd import OPTIMIZERS, train_svd
 
 __all__ = ["train_svd", "train_als", "train_nmf", "solve_ridge_rows", "complete_als", "MFModel", "EvalData",
-           "TrainingDivergedError", "OPTIMIZERS"]
+           "TrainingDivergedError", "TrainingDivergedWarning", "OPTIMIZERS"]

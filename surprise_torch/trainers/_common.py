@@ -13,10 +13,19 @@ EpochCallback = Callable[[int, dict], None]
 
 
 class TrainingDivergedError(FloatingPointError):
-    """Training produced a NaN or infinite loss or factor.
+    """Training blew up: a NaN or infinite value, or an error far above predicting the mean.
 
-    Raised instead of returning a model that would predict NaN. The usual cure
-    is a smaller learning rate or more regularisation.
+    Raised (with ``on_divergence="raise"``) instead of returning a model that
+    would predict nonsense. The usual cure is a smaller learning rate or more
+    regularisation.
+    """
+
+
+class TrainingDivergedWarning(RuntimeWarning):
+    """A fit blew up and returned its last sound state instead (``on_divergence="warn"``).
+
+    The message names the algorithm and its parameters, so that a grid search
+    says which of its points diverged.
     """
 
 
@@ -38,7 +47,11 @@ class MFModel:
         Per-epoch metrics: ``loss`` (the regularised objective per rating),
         ``train_rmse``, and ``eval_rmse`` when an evaluation set was given.
     extras : dict of str to torch.Tensor
-        Further fitted arrays of richer models (SVD++'s implicit factors ``yj``).
+        Further fitted arrays of richer models (SVD++'s implicit factors
+        ``yj`` and each user's implicit sum ``implicit_``).
+    diverged : str or None
+        Why training stopped early, when it blew up and the trainer returned
+        its last sound state (``on_divergence="recover"``); None otherwise.
     timings : dict
         Set by :func:`~surprise_torch.train_on_arrays`: the layout used and
         the seconds spent building the tensors.
@@ -51,6 +64,7 @@ class MFModel:
     bi: torch.Tensor
     history: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
+    diverged: Optional[str] = None
     timings: dict = field(default_factory=dict)
 
 
@@ -87,23 +101,102 @@ def eval_rmse(data: Optional[EvalData], mu, pu, qi, bu, bi) -> Optional[float]:
     return math.sqrt(float(((est - data.ratings) ** 2).mean()))
 
 
-def check_epoch(epoch: int, metrics: dict, hint: str):
-    """Raise ``TrainingDivergedError`` if any metric of this epoch is not finite."""
-    for name, value in metrics.items():
-        if value is not None and not math.isfinite(value):
-            raise TrainingDivergedError(
-                f"Training diverged: {name} became {value} at epoch {epoch}. {hint}"
-            )
+#: How far above its reference a training RMSE may go before the run counts as
+#: blown up: the reference is the larger of predicting the mean (the model
+#: every trainer starts near) and the first epoch's RMSE (a deliberately wide
+#: initialisation). Sound runs stay below 1x; a learning rate that is too
+#: large multiplies the error every epoch, passing 4x within a few epochs.
+BLOW_UP = 4.0
+
+ON_DIVERGENCE = ("raise", "recover")
 
 
-def record(history: dict, epoch: int, metrics: dict, callback: Optional[EpochCallback], hint: str):
-    """Check one epoch's metrics, append them to ``history`` and pass them on."""
+class DivergenceGuard:
+    """Judges every epoch of a trainer and says what to keep when one blows up.
+
+    An epoch is sound when all its metrics are finite and its training RMSE
+    is under :data:`BLOW_UP` times the reference. On the first unsound epoch
+    the guard raises :class:`TrainingDivergedError` (``on_divergence="raise"``)
+    or, with ``"recover"``, notes why in :attr:`diverged` and tells the
+    trainer to stop and return its last sound state (or, if there is none, the
+    model that predicts the mean: zero factors and biases).
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        The training ratings the trainer fits (after its own centring).
+    on_divergence : {"raise", "recover"}
+    hint : str
+        What the user can change, appended to the message.
+    """
+
+    def __init__(self, values: torch.Tensor, on_divergence: str, hint: str):
+        if on_divergence not in ON_DIVERGENCE:
+            raise ValueError(f"on_divergence must be one of {ON_DIVERGENCE}, got {on_divergence!r}.")
+        self.on_divergence, self.hint = on_divergence, hint
+        # RMSE of the constant model: values are already centred where the model has a mean.
+        self.reference = math.sqrt(float(values.double().pow(2).mean())) if values.numel() else 1.0
+        self.first = None
+        self.diverged: Optional[str] = None
+        self.kept_epoch: Optional[int] = None
+
+    def sound(self, epoch: int, metrics: dict) -> bool:
+        """True if this epoch's metrics are sound; otherwise raise or note the divergence."""
+        rmse = metrics.get("train_rmse")
+        for name, value in metrics.items():
+            if value is not None and not math.isfinite(value):
+                return self._fail(f"{name} became {value} at epoch {epoch}")
+        if rmse is None:
+            return True
+        if self.first is None:
+            self.first = rmse
+        limit = BLOW_UP * max(self.reference, self.first)
+        if rmse > limit:
+            return self._fail(f"the training RMSE grew to {rmse / self.reference:.3g} times that of predicting "
+                              f"the mean at epoch {epoch}")
+        return True
+
+    def _fail(self, what: str) -> bool:
+        message = f"Training diverged: {what}. {self.hint}"
+        if self.on_divergence == "raise":
+            raise TrainingDivergedError(message)
+        self.diverged = message
+        return False
+
+    def keep(self, epoch: int):
+        """Note that the trainer has kept the state after ``epoch`` epochs (0: the initial one) as sound."""
+        self.kept_epoch = epoch
+
+    def report(self) -> Optional[str]:
+        """None if training never blew up; else why, and which state the trainer returned."""
+        if self.diverged is None:
+            return None
+        if self.kept_epoch is None:
+            kept = "the model that predicts the mean (zero factors and biases)"
+        elif self.kept_epoch == 0:
+            kept = "the initial model"
+        else:
+            kept = f"the model after epoch {self.kept_epoch}"
+        return f"{self.diverged} Returned {kept} instead."
+
+    def fail(self, epoch: int, what: str) -> bool:
+        """Report a divergence found by the trainer itself (a failed solve, say) at ``epoch``."""
+        return self._fail(f"{what} at epoch {epoch}")
+
+
+def record(history: dict, epoch: int, metrics: dict, callback: Optional[EpochCallback]):
+    """Append one epoch's metrics to ``history`` and pass them on."""
     metrics = {k: v for k, v in metrics.items() if v is not None}
-    check_epoch(epoch, metrics, hint)
     for name, value in metrics.items():
         history.setdefault(name, []).append(value)
     if callback is not None:
         callback(epoch, metrics)
+
+
+def truncate(history: dict, n_epochs: int):
+    """Drop the epochs after ``n_epochs`` from ``history`` (those of a state that was not kept)."""
+    for values in history.values():
+        del values[max(n_epochs, 0):]
 
 
 def init_factors(n: int, k: int, init_mean: float, init_std_dev: float, generator: torch.Generator,

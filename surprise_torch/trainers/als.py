@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from .._config import check_int
-from ._common import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
+                      init_factors, record, safe_counts)
 from ._observed import Observed, _csr, observed_ratings
 
 __all__ = ["train_als", "solve_ridge_rows", "complete_als"]
@@ -67,26 +68,35 @@ def _gram_lower(weights, features):
     return gram.view(n_rows, d, d)
 
 
-def _solve_ridge(weights, target, features, penalty):
-    """:func:`solve_ridge_rows`, also returning the right-hand sides ``F^T t`` it solved for."""
+def _solve_ridge(weights, target, features, penalty, strict=True):
+    """:func:`solve_ridge_rows`, also returning the right-hand sides ``F^T t`` it solved for.
+
+    With ``strict=False`` a system that is not positive definite gives NaN
+    solutions instead of an error, so that the trainer's divergence guard
+    (which every process of a distributed fit sees alike) decides.
+    """
     gram = _gram_lower(weights, features)
     gram.diagonal(dim1=1, dim2=2).add_(penalty)
     chol, info = torch.linalg.cholesky_ex(gram)
-    if bool(info.any()):
+    failed = bool(info.any())
+    if failed and strict:
         raise TrainingDivergedError(
             "A least-squares system was not positive definite (NaN or infinite values, or reg=0 "
             "with too few ratings); use a larger reg."
         )
     rhs = target @ features
-    return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1), rhs
+    x = torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
+    if failed:
+        x.fill_(float("nan"))
+    return x, rhs
 
 
 def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 20,
-              n_epochs: int = 10, biased: bool = True, reg: float = 0.125, reg_bu: float = 0.05,
-              reg_bi: float = 0.05, weighted_reg: bool = True, init_mean: float = 0.0,
+              n_epochs: int = 10, biased: bool = True, reg: float = 0.12, reg_bu: float = 0.06,
+              reg_bi: float = 0.06, weighted_reg: bool = True, init_mean: float = 0.0,
               init_std_dev: float = 0.1, generator: torch.Generator | None = None,
               eval_data: EvalData | None = None, callback: EpochCallback | None = None,
-              group=None) -> MFModel:
+              group=None, on_divergence: str = "raise") -> MFModel:
     """Fit ``r_ui ~ mu + bu + bi + pu . qi`` (or ``pu . qi``) by alternating least squares.
 
     Minimises ``sum (r_ui - est)^2 + sum_u s_u (reg |pu|^2 + reg_bu bu^2)
@@ -115,7 +125,8 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 20
     n_epochs : int, default 10
-        Sweeps; each solves all users, then all items.
+        Sweeps; each solves all users, then all items. 0 returns the initial
+        (random) factors.
     biased : bool, default True
     reg, reg_bu, reg_bi : float
         Regularisation of the factors and of the user and item biases; must
@@ -133,10 +144,19 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     group : torch.distributed.ProcessGroup, optional
         Train across this group's processes (``torch.distributed.group.WORLD``
         for all); None trains in this process alone.
+    on_divergence : {"raise", "recover"}, default "raise"
+        What to do when a sweep blows up (a system that is not positive
+        definite, a NaN, or a training RMSE far above predicting the mean):
+        raise, or return the last sound sweep's model with ``diverged`` set.
 
     Returns
     -------
     MFModel
+
+    Raises
+    ------
+    TrainingDivergedError
+        If training blows up and ``on_divergence="raise"``.
     """
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
@@ -159,7 +179,9 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     pen_i = item_side.penalty(k, reg, reg_bi if biased else None, weighted_reg)
     hint = "Use a larger reg, reg_bu or reg_bi."
 
+    guard = DivergenceGuard(values - mu, on_divergence, hint)
     history: dict = {}
+    kept = (pu, qi, bu, bi)
     for epoch in range(1, n_epochs + 1):
         if biased:
             # Users fit r - mu - bi with features [qi, 1]: the 1 column's weight is bu.
@@ -180,11 +202,19 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         pen_x_u, pen_x_i = (pen_u * x_u.pow(2)).sum(), (pen_i * x_i.pow(2)).sum()
         sums = comm.sum(torch.stack([torch.dot(y_i, y_i) - (x_i * rhs_i).sum() - pen_x_i, pen_x_u + pen_x_i]))
         sse, penalty = sums.tolist()
-        sse = max(sse, 0.0)  # rounding can take an almost perfect fit below zero
-        metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": (sse / obs.nnz) ** 0.5,
+        sse = max(sse, 0.0) if sse == sse else sse  # rounding can take an almost perfect fit below zero
+        metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": sse ** 0.5 / obs.nnz ** 0.5,
                    "eval_rmse": eval_rmse(eval_data, mu, pu, qi, bu, bi)}
-        record(history, epoch, metrics, callback, hint)
-    return MFModel(mu, pu.contiguous(), qi.contiguous(), bu.contiguous(), bi.contiguous(), history)
+        if not guard.sound(epoch, metrics):
+            break
+        kept = (pu, qi, bu, bi)
+        guard.keep(epoch)
+        record(history, epoch, metrics, callback)
+    if guard.diverged is not None:
+        # The last sound sweep, or (none being sound) the model that predicts the mean.
+        pu, qi, bu, bi = kept if history else (torch.zeros_like(t) for t in kept)
+    return MFModel(mu, pu.contiguous(), qi.contiguous(), bu.contiguous(), bi.contiguous(), history,
+                   diverged=guard.report())
 
 
 class _Exchange:
@@ -273,7 +303,7 @@ class _Side:
         Returns the solutions, the right-hand sides, and the fitted values.
         """
         y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
-        x, rhs = _solve_ridge(self.weights, self.csr(y), features, penalty)
+        x, rhs = _solve_ridge(self.weights, self.csr(y), features, penalty, strict=False)
         return x, rhs, y
 
 
@@ -286,6 +316,8 @@ def _als_memory(n_users, n_items, element_size, n_factors=20, **_):
 
 
 train_als.memory_bytes = _als_memory
+# The widest per-epoch product: every rating against the (k+1)(k+2)/2 products of a factor row's pairs.
+train_als.work_per_rating = lambda n_factors=20, **_: (n_factors + 1) * (n_factors + 2) // 2
 
 
 def complete_als(matrix: torch.Tensor, n_factors: int = 5, n_epochs: int = 10,

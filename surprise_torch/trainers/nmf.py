@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, record, safe_counts
+from ._common import DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, record, safe_counts, truncate
 from ._observed import observed_ratings
 
 __all__ = ["train_nmf"]
@@ -20,7 +20,8 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
               biased: bool = False, reg_pu: float = 0.06, reg_qi: float = 0.06, reg_bu: float = 0.02,
               reg_bi: float = 0.02, lr_bu: float = 0.005, lr_bi: float = 0.005, init_low: float = 0.0,
               init_high: float = 1.0, generator: torch.Generator | None = None,
-              eval_data: EvalData | None = None, callback: EpochCallback | None = None) -> MFModel:
+              eval_data: EvalData | None = None, callback: EpochCallback | None = None,
+              on_divergence: str = "raise") -> MFModel:
     """Fit ``r_ui ~ pu . qi`` (or ``mu + bu + bi + pu . qi``) with non-negative factors.
 
     Per epoch, with ``est`` the current estimates at the observed entries:
@@ -50,6 +51,9 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     generator : torch.Generator, optional
     eval_data : EvalData, optional
     callback : callable, optional
+    on_divergence : {"raise", "recover"}, default "raise"
+        What to do when training blows up: raise, or return the last sound
+        epoch's model with ``diverged`` set.
 
     Returns
     -------
@@ -59,6 +63,8 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     ------
     ValueError
         If a rating is negative: multiplicative updates need non-negative data.
+    TrainingDivergedError
+        If training blows up and ``on_divergence="raise"``.
     """
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
@@ -86,20 +92,34 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     step_i = (lr_bi * count_i).clamp(max=1) / safe_counts(count_i)
     hint = "Use smaller init_high or larger regularisation."
 
-    history: dict = {}
-    for epoch in range(1, n_epochs + 1):
+    def estimates(pu, qi, bu, bi):
         est = torch.sparse.sampled_addmm(pattern, pu, qi.T, beta=0).values()
         if biased:
             est += mu + bu.index_select(0, users) + bi.index_select(0, items)
+        return est
+
+    guard = DivergenceGuard(values - mu, on_divergence, hint)
+    history: dict = {}
+    kept = None  # the last state whose training RMSE was sound
+    for epoch in range(1, n_epochs + 1):
+        est = estimates(pu, qi, bu, bi)
         err = values - est
+        sse = torch.dot(err, err)
+        penalty = (reg_pu * (count_u @ pu.pow(2).sum(1)) + reg_qi * (count_i @ qi.pow(2).sum(1))
+                   + (reg_bu * (count_u @ bu.pow(2)) + reg_bi * (count_i @ bi.pow(2)) if biased else 0))
+        sse, penalty = torch.stack([sse, torch.as_tensor(penalty, dtype=dtype, device=device)]).tolist()
+        # These metrics describe the state before this epoch's update.
+        metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": (sse / obs.nnz) ** 0.5}
+        if not guard.sound(epoch, metrics):
+            truncate(history, epoch - 2)  # epoch - 1's eval_rmse was of the state now dropped
+            break
+        kept = (pu, qi, bu, bi)
+        guard.keep(epoch - 1)
         by_user_est, by_item_est = obs.by_user(est), obs.by_item(est)
         user_num, user_den = by_user_values @ qi, by_user_est @ qi
         item_num, item_den = by_item_values @ pu, by_item_est @ pu
         user_den += reg_pu * count_u[:, None] * pu
         item_den += reg_qi * count_i[:, None] * qi
-        sse = torch.dot(err, err)
-        penalty = (reg_pu * (count_u @ pu.pow(2).sum(1)) + reg_qi * (count_i @ qi.pow(2).sum(1))
-                   + (reg_bu * (count_u @ bu.pow(2)) + reg_bi * (count_i @ bi.pow(2)) if biased else 0))
         if biased:
             sum_u = torch.zeros_like(bu).index_add_(0, users, err)
             sum_i = torch.zeros_like(bi).index_add_(0, items, err)
@@ -109,13 +129,21 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         # ratings (0/0), which Surprise never meets but arrays can hold.
         pu = torch.where((pu != 0) & (user_den > 0), pu * user_num / user_den, pu)
         qi = torch.where((qi != 0) & (item_den > 0), qi * item_num / item_den, qi)
-        sse, penalty = torch.stack([sse, torch.as_tensor(penalty, dtype=dtype, device=device)]).tolist()
-        metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": (sse / obs.nnz) ** 0.5,
-                   "eval_rmse": eval_rmse(eval_data, mu, pu, qi, bu, bi)}
-        record(history, epoch, metrics, callback, hint)
-    if not (torch.isfinite(pu).all() and torch.isfinite(qi).all()):
-        raise TrainingDivergedError(f"Training diverged: the factors hold NaN or infinity. {hint}")
-    return MFModel(mu, pu, qi, bu, bi, history)
+        if eval_data is not None:
+            metrics["eval_rmse"] = eval_rmse(eval_data, mu, pu, qi, bu, bi)
+            if not guard.sound(epoch, {"eval_rmse": metrics["eval_rmse"]}):
+                break
+        record(history, epoch, metrics, callback)
+    else:
+        # The last update's result has not been measured yet.
+        err = values - estimates(pu, qi, bu, bi)
+        final = {"train_rmse": (float(torch.dot(err, err)) / max(obs.nnz, 1)) ** 0.5}
+        if not guard.sound(n_epochs, final):
+            truncate(history, n_epochs - 1)
+    if guard.diverged is not None:
+        # The last sound state, or (none being sound) the model that predicts the mean.
+        pu, qi, bu, bi = kept if kept is not None else (torch.zeros_like(t) for t in (pu, qi, bu, bi))
+    return MFModel(mu, pu, qi, bu, bi, history, diverged=guard.report())
 
 
 def _nmf_memory(n_users, n_items, element_size, n_factors=15, **_):
@@ -124,3 +152,7 @@ def _nmf_memory(n_users, n_items, element_size, n_factors=15, **_):
 
 
 train_nmf.memory_bytes = _nmf_memory
+# The widest per-epoch product: every rating against an n_factors-wide factor row.
+train_nmf.work_per_rating = lambda n_factors=15, **_: n_factors
+# Multiplicative updates need non-negative ratings: callers may scale them, never shift them.
+train_nmf.nonnegative = True

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse, init_factors, record, safe_counts
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, init_factors, record,
+                      safe_counts, truncate)
 from ._observed import observed_ratings
 
 __all__ = ["train_svd", "OPTIMIZERS"]
@@ -27,7 +28,8 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
               biased: bool = True, implicit: bool = False, init_mean: float = 0.0,
               init_std_dev: float = 0.1, lr: dict | None = None, reg: dict | None = None,
               optimizer="adam", generator: torch.Generator | None = None,
-              eval_data: EvalData | None = None, callback: EpochCallback | None = None) -> MFModel:
+              eval_data: EvalData | None = None, callback: EpochCallback | None = None,
+              on_divergence: str = "raise") -> MFModel:
     """Fit Surprise's SVD (or, with ``implicit``, SVD++) by full-batch gradient steps.
 
     The model is ``r_ui ~ mu + bu + bi + qi . (pu + |N(u)|^-1/2 sum_{j in N(u)} yj)``,
@@ -50,7 +52,8 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 100
     n_epochs : int, default 30
-        Passes over all ratings; each is one optimizer step.
+        Passes over all ratings; each is one optimizer step. 0 returns the
+        initial model.
     biased : bool, default True
         Learn ``mu + bu + bi`` too (Surprise's SVD); False is plain ``pu . qi``.
     implicit : bool, default False
@@ -69,17 +72,23 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         Ratings whose RMSE is recorded after every epoch.
     callback : callable, optional
         ``callback(epoch, metrics)`` after every epoch.
+    on_divergence : {"raise", "recover"}, default "raise"
+        What to do when training blows up (a NaN or infinite value, or a
+        training RMSE far above predicting the mean; see
+        :class:`~surprise_torch.trainers._common.DivergenceGuard`): raise, or
+        stop and return the last sound state with ``diverged`` set.
 
     Returns
     -------
     MFModel
-        Factors on the training device (``extras["yj"]`` with ``implicit``),
-        and the per-epoch ``history``.
+        Factors on the training device (``extras["yj"]`` and
+        ``extras["implicit_"]`` with ``implicit``), and the per-epoch
+        ``history``.
 
     Raises
     ------
     TrainingDivergedError
-        If the loss or the factors become NaN or infinite.
+        If training blows up and ``on_divergence="raise"``.
     """
     lr = {t: 0.1 for t in _TERMS} | dict(lr or {})
     reg = {t: 0.1 for t in _TERMS} | dict(reg or {})
@@ -130,7 +139,13 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         exact = safe_counts(count_u).double().rsqrt().index_select(0, obs.users)
         return obs.by_user(exact) @ params["yj"].double()
 
+    guard = DivergenceGuard(target, on_divergence, hint)
     history: dict = {}
+    kept = None  # the last state whose training RMSE was sound
+
+    def snapshot():
+        return [p.detach().clone() for p in (pa, qa, params.get("yj")) if p is not None]
+
     for epoch in range(1, n_epochs + 1):
         ea = pa
         if implicit:
@@ -139,6 +154,16 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         # Predictions at the observed entries only (a sampled product), then
         # the gradients as sparse-dense products: no work on empty entries.
         err = torch.sparse.sampled_addmm(pattern, ea, qa.T, beta=0).values() - target
+        sse = torch.dot(err, err)
+        penalty = sum(reg[t] * (weights[t] @ p.pow(2).reshape(p.shape[0], -1).sum(1)) for t, p in params.items())
+        sse, penalty = torch.stack([sse, penalty]).tolist()
+        # These metrics describe the state before this epoch's step.
+        metrics = {"loss": (sse + penalty) / n_ratings, "train_rmse": (sse / n_ratings) ** 0.5}
+        if not guard.sound(epoch, metrics):
+            truncate(history, epoch - 2)  # epoch - 1's eval_rmse was of the state now dropped
+            break
+        kept = snapshot()
+        guard.keep(epoch - 1)
         grad_pa = obs.by_user(err) @ qa
         grad_qa = obs.by_item(err) @ ea
         grads = {"pu": grad_pa[:, :k], "qi": grad_qa[:, :k]}
@@ -148,23 +173,43 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
             grads["yj"] = norm_t @ grad_pa[:, :k]
         for t, p in params.items():
             p.grad = grads[t].mul_(inv[t]).add_(p, alpha=reg[t])
-        sse = torch.dot(err, err)
-        penalty = sum(reg[t] * (weights[t] @ p.pow(2).reshape(p.shape[0], -1).sum(1)) for t, p in params.items())
-        sse, penalty = torch.stack([sse, penalty]).tolist()
         opt.step()
-        metrics = {"loss": (sse + penalty) / n_ratings, "train_rmse": (sse / n_ratings) ** 0.5}
         if eval_data is not None:
             metrics["eval_rmse"] = eval_rmse(eval_data, mu, user_factors(), params["qi"],
                                              params.get("bu", torch.zeros_like(count_u)),
                                              params.get("bi", torch.zeros_like(count_i)))
-        record(history, epoch, metrics, callback, hint)
-
-    if not all(bool(torch.isfinite(p).all()) for p in params.values()):
-        raise TrainingDivergedError(f"Training diverged: the factors hold NaN or infinity. {hint}")
+            if not guard.sound(epoch, {"eval_rmse": metrics["eval_rmse"]}):
+                truncate(history, epoch - 1)
+                break
+        record(history, epoch, metrics, callback)
+    else:
+        # The last step's result has not been measured yet.
+        ea = torch.cat([user_factors(), pa[:, k:]], 1) if implicit else pa
+        err = torch.sparse.sampled_addmm(pattern, ea, qa.T, beta=0).values() - target
+        final = {"train_rmse": (float(torch.dot(err, err)) / max(n_ratings, 1)) ** 0.5}
+        finite = all(bool(torch.isfinite(p).all()) for p in params.values())
+        if not (guard.sound(n_epochs, final) and (finite or guard.fail(n_epochs, "the factors hold NaN or infinity"))):
+            truncate(history, n_epochs - 1)
+    if guard.diverged is not None:
+        if kept is None:
+            guard.kept_epoch = None
+        _restore(kept, pa, qa, params.get("yj"))
     zeros_u, zeros_i = torch.zeros_like(count_u), torch.zeros_like(count_i)
     return MFModel(mu, params["pu"].clone(), params["qi"].clone(),
                    params.get("bu", zeros_u).clone(), params.get("bi", zeros_i).clone(), history,
-                   {"yj": params["yj"].clone(), "implicit_": implicit_sums()} if implicit else {})
+                   {"yj": params["yj"].clone(), "implicit_": implicit_sums()} if implicit else {},
+                   diverged=guard.report())
+
+
+def _restore(kept, *tensors):
+    """Copy a snapshot back into the live tensors, or zero them (the mean model) without one."""
+    live = [t for t in tensors if t is not None]
+    with torch.no_grad():
+        for i, t in enumerate(live):
+            if kept is None:
+                t.zero_()
+            else:
+                t.copy_(kept[i])
 
 
 def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, **_):
@@ -174,3 +219,5 @@ def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, *
 
 
 train_svd.memory_bytes = _svd_memory
+# The widest per-epoch product: every rating against a (n_factors + 2)-wide factor row.
+train_svd.work_per_rating = lambda n_factors=100, **_: n_factors + 2
