@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from surprise import NMF, SVD, SVDpp
 
 from ._config import check_int, resolve_device
 from ._data import trainset_arrays
+from .algorithms._base import TorchMFAlgo
 
 __all__ = ["top_n"]
 
@@ -22,8 +24,9 @@ def top_n(algo, n: int = 10, exclude_seen: bool = True, users=None, device="cpu"
 
     Parameters
     ----------
-    algo : TorchSVD, TorchALS, TorchSVDpp or TorchNMF
-        A fitted algorithm of this package.
+    algo : TorchSVD, TorchALS, TorchSVDpp, TorchNMF, or surprise's SVD, SVDpp or NMF
+        A fitted matrix-factorization algorithm: ours, or Surprise's own
+        (which keep the same fitted attributes).
     n : int, default 10
     exclude_seen : bool, default True
         Leave out the items each user rated in the trainset.
@@ -43,14 +46,15 @@ def top_n(algo, n: int = 10, exclude_seen: bool = True, users=None, device="cpu"
 
     Raises
     ------
+    TypeError
+        If ``algo`` is not a matrix-factorization algorithm named above.
     ValueError
         If ``algo`` is not fitted, ``n`` or ``batch_size`` is not a positive
         integer, or a user is unknown to the trainset.
     """
     n = check_int("n", n)
     batch_size = check_int("batch_size", batch_size)
-    if not hasattr(algo, "qi") or getattr(algo, "trainset", None) is None:
-        raise ValueError("top_n needs a fitted algorithm of surprise_torch; call fit first.")
+    model = _Factors.of(algo)
     trainset = algo.trainset
     if users is None:
         inner = np.arange(trainset.n_users)
@@ -61,17 +65,17 @@ def top_n(algo, n: int = 10, exclude_seen: bool = True, users=None, device="cpu"
         inner = np.array([trainset.to_inner_uid(u) for u in users], dtype=np.int64)
     dev = resolve_device(device)
     dtype = torch.float32 if dev.type == "mps" else torch.float64
-    qi = torch.from_numpy(algo.qi).to(dev, dtype)
-    item_bias = torch.from_numpy(algo.bi).to(dev, dtype)
+    qi = torch.from_numpy(model.qi).to(dev, dtype)
+    item_bias = torch.from_numpy(model.bi).to(dev, dtype)
     low, high = trainset.rating_scale
     seen = trainset_arrays(trainset) if exclude_seen else None
     k = min(n, trainset.n_items)
     result = {}
     for start in range(0, len(inner), batch_size):
         block = inner[start:start + batch_size]
-        scores = torch.from_numpy(algo._user_rows(block)).to(dev, dtype) @ qi.T
-        if algo.biased:
-            bias = algo.global_mean_ + algo.bu[block]
+        scores = torch.from_numpy(model.user_rows(block)).to(dev, dtype) @ qi.T
+        if model.biased:
+            bias = model.mu + model.bu[block]
             scores += torch.from_numpy(bias).to(dev, dtype)[:, None] + item_bias
         if exclude_seen:
             rows, cols = _seen_in_block(seen, block)
@@ -95,3 +99,34 @@ def _seen_in_block(arrays, block):
     rows = np.repeat(np.arange(len(block)), lengths)
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return rows, arrays.items[np.repeat(starts, lengths) + offsets]
+
+
+class _Factors:
+    """What scoring needs from a fitted factorization, whoever fitted it."""
+
+    def __init__(self, user_rows, qi, bu, bi, mu, biased):
+        self.user_rows, self.qi, self.bu, self.bi, self.mu, self.biased = user_rows, qi, bu, bi, mu, biased
+
+    @classmethod
+    def of(cls, algo):
+        kinds = (TorchMFAlgo, SVD, SVDpp, NMF)
+        if not isinstance(algo, kinds):
+            raise TypeError(f"top_n scores matrix-factorization models (surprise_torch's algorithms and Surprise's "
+                            f"SVD, SVDpp and NMF), not {type(algo).__name__}; for other algorithms use Surprise's "
+                            "recipe, algo.test(trainset.build_anti_testset()).")
+        if not hasattr(algo, "qi") or getattr(algo, "trainset", None) is None:
+            raise ValueError(f"top_n needs a fitted {type(algo).__name__}; call fit first.")
+        if isinstance(algo, TorchMFAlgo):
+            return cls(algo._user_rows, algo.qi, algo.bu, algo.bi, algo.global_mean_, algo.biased)
+        mu = algo.trainset.global_mean
+        if isinstance(algo, SVDpp):
+            # Surprise's SVDpp.estimate: |N(u)|^-1/2 times the sum of yj over
+            # every (item, rating) the user has, repeats included.
+            arrays = trainset_arrays(algo.trainset)
+            implicit = np.zeros_like(algo.pu)
+            np.add.at(implicit, arrays.users, algo.yj[arrays.items])
+            counts = np.bincount(arrays.users, minlength=algo.trainset.n_users)
+            implicit /= np.sqrt(np.maximum(counts, 1))[:, None]
+            rows = algo.pu + implicit
+            return cls(lambda users: rows.take(users, axis=0), algo.qi, algo.bu, algo.bi, mu, True)
+        return cls(lambda users: algo.pu.take(users, axis=0), algo.qi, algo.bu, algo.bi, mu, algo.biased)

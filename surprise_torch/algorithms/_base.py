@@ -27,11 +27,11 @@ from ..trainers import EvalData
 
 _UNKNOWN_REASON = "User and item are unknown."
 
-#: Factor values gathered at once when estimating (8 MB of float64 per side).
-ESTIMATE_BLOCK = 2 ** 20
+#: Factor values gathered at once when estimating (256 KB of float64 per side).
+ESTIMATE_BLOCK = 2 ** 15
 
 #: Testset pairs converted and predicted at once by ``test``.
-TEST_BLOCK = 2 ** 15
+TEST_BLOCK = 2 ** 11
 
 
 class TorchMFAlgo(AlgoBase):

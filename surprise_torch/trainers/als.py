@@ -8,6 +8,7 @@ learning rate; 10 sweeps converge.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .._config import check_int
@@ -330,8 +331,10 @@ def complete_als(matrix: torch.Tensor, n_factors: int = 5, n_epochs: int = 10,
 
     Parameters
     ----------
-    matrix : torch.Tensor
-        ``(n_rows, n_cols)`` fully observed, finite matrix.
+    matrix : torch.Tensor, numpy.ndarray or nested list
+        ``(n_rows, n_cols)`` fully observed, finite matrix. Tensors keep their
+        device and floating dtype (integers become float32); arrays and lists
+        become float64 tensors on the CPU.
     n_factors : int, default 5
     n_epochs : int, default 10
     generator : torch.Generator, optional
@@ -349,14 +352,13 @@ def complete_als(matrix: torch.Tensor, n_factors: int = 5, n_epochs: int = 10,
     Raises
     ------
     ValueError
-        If ``matrix`` is not a finite 2-D floating tensor, or ``n_factors`` or
+        If ``matrix`` is not a non-empty, finite, real 2-D matrix (a sparse
+        tensor is refused: it has missing entries), or ``n_factors`` or
         ``n_epochs`` is not a positive integer.
     """
     n_factors = check_int("n_factors", n_factors)
     n_epochs = check_int("n_epochs", n_epochs)
-    if matrix.ndim != 2 or not matrix.is_floating_point():
-        raise ValueError(f"matrix must be a 2-D floating tensor, got shape {tuple(matrix.shape)} "
-                         f"and dtype {matrix.dtype}.")
+    matrix = _as_complete_matrix(matrix)
     if not torch.isfinite(matrix).all():
         raise ValueError("matrix holds NaN or infinite values; complete_als needs every entry. "
                          "Use TorchALS for matrices with missing entries.")
@@ -368,3 +370,27 @@ def complete_als(matrix: torch.Tensor, n_factors: int = 5, n_epochs: int = 10,
         u = torch.linalg.lstsq(v.T, matrix.T).solution.T
         rmse.append(float((u @ v - matrix).pow(2).mean().sqrt()))
     return u, v, rmse
+
+
+def _as_complete_matrix(matrix) -> torch.Tensor:
+    """``matrix`` as a dense floating 2-D tensor, or a ``ValueError`` saying what is wrong."""
+    if isinstance(matrix, torch.Tensor):
+        if matrix.layout != torch.strided:
+            raise ValueError("complete_als needs a complete matrix, not a sparse tensor (its unstored entries are "
+                             "missing ratings); use TorchALS or train_als for matrices with missing entries, or "
+                             "pass matrix.to_dense() if the zeros are real values.")
+        if matrix.is_complex():
+            raise ValueError("complete_als needs a real matrix, got a complex tensor.")
+        if not matrix.is_floating_point():
+            matrix = matrix.float()
+    else:
+        try:
+            array = np.asarray(matrix, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"complete_als needs a 2-D matrix of numbers: {exc}") from None
+        matrix = torch.from_numpy(array)
+    if matrix.ndim != 2:
+        raise ValueError(f"complete_als needs a 2-D matrix, got shape {tuple(matrix.shape)}.")
+    if matrix.numel() == 0:
+        raise ValueError(f"complete_als needs a non-empty matrix, got shape {tuple(matrix.shape)}.")
+    return matrix
