@@ -96,3 +96,27 @@ def test_complete_als_refuses_missing_entries():
         complete_als(x)
     with pytest.raises(ValueError, match="n_factors"):
         complete_als(torch.ones(4, 3), n_factors=0)
+
+
+@pytest.mark.parametrize("name,torch_class", [("sgd", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop),
+                                              ("adam", torch.optim.Adam)])
+def test_named_optimizers_are_torch_optims_updates(problem, name, torch_class):
+    # The named optimizers are plain tensor code (no torch._dynamo import on a
+    # worker's first fit), but the same updates as torch.optim's.
+    ratings, mask = problem
+    lr = {"sgd": 0.5, "rmsprop": 0.01, "adam": 0.05}[name]
+    fits = [train_svd(ratings, mask, n_factors=3, n_epochs=20, optimizer=opt, lr={t: lr for t in ("bu", "bi", "pu", "qi")},
+                      generator=torch.Generator().manual_seed(0)) for opt in (name, torch_class)]
+    torch.testing.assert_close(fits[0].pu, fits[1].pu, rtol=1e-10, atol=1e-12)
+    assert fits[0].history["loss"] == pytest.approx(fits[1].history["loss"], rel=1e-12)
+
+
+def test_the_default_fit_does_not_import_the_compiler():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from surprise_torch import train_on_arrays; "
+            "train_on_arrays('svd', [0, 1, 1], [0, 0, 1], [1.0, 2.0, 3.0], n_factors=2, n_epochs=2); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

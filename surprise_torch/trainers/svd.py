@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import torch
 
+from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, init_factors, record,
                       safe_counts, truncate)
 from ._observed import observed_ratings
 
 __all__ = ["train_svd", "OPTIMIZERS"]
 
-#: Optimizers accepted by name; any ``torch.optim.Optimizer`` subclass works too.
-OPTIMIZERS = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
+#: Optimizers accepted by name: torch.optim's updates with their default settings, as
+#: plain tensor code (see :mod:`._optim` for why); any ``torch.optim.Optimizer`` subclass works too.
+OPTIMIZERS = {"sgd": _optim.SGD, "rmsprop": _optim.RMSprop, "adam": _optim.Adam}
 
 _TERMS = ("bu", "bi", "pu", "qi", "yj")
 

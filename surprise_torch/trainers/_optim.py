@@ -1,0 +1,78 @@
+"""The optimizers named by string, as plain tensor updates.
+
+``torch.optim``'s optimizers import ``torch._dynamo`` the first time one is
+built in a process (their methods are wrapped to keep the compiler out),
+which costs about one second: every worker of Surprise's ``n_jobs`` paid it
+on its first fit, making ``cross_validate(..., n_jobs=2)`` slower than
+``n_jobs=1`` on ML-100K. These classes apply the same updates as
+``torch.optim.SGD``, ``RMSprop`` and ``Adam`` with their default settings, in
+the same operation order, and import nothing. An optimizer class passed by
+the user (any ``torch.optim.Optimizer``) is still used as given.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["SGD", "RMSprop", "Adam"]
+
+
+class _Plain:
+    """Parameter groups ``[{"params": [tensor], "lr": float}, ...]`` updated from each tensor's ``.grad``."""
+
+    def __init__(self, param_groups, lr):
+        self.param_groups = [{"lr": lr, **group, "params": list(group["params"])} for group in param_groups]
+        self.state = {}
+
+    @torch.no_grad()
+    def step(self):
+        """Apply one update to every parameter that has a gradient."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    self._update(param, param.grad, group["lr"], self.state.setdefault(id(param), {}))
+
+    def _update(self, param, grad, lr, state):
+        raise NotImplementedError
+
+
+class SGD(_Plain):
+    """``torch.optim.SGD`` without momentum or weight decay: ``p -= lr g``."""
+
+    def _update(self, param, grad, lr, state):
+        param.add_(grad, alpha=-lr)
+
+
+class RMSprop(_Plain):
+    """``torch.optim.RMSprop`` with its defaults (``alpha=0.99``, ``eps=1e-8``, not centred, no momentum)."""
+
+    alpha, eps = 0.99, 1e-8
+
+    def _update(self, param, grad, lr, state):
+        if not state:
+            state["square_avg"] = torch.zeros_like(param)
+        square_avg = state["square_avg"]
+        square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
+        param.addcdiv_(grad, square_avg.sqrt().add_(self.eps), value=-lr)
+
+
+class Adam(_Plain):
+    """``torch.optim.Adam`` with its defaults (``betas=(0.9, 0.999)``, ``eps=1e-8``, no AMSGrad)."""
+
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def _update(self, param, grad, lr, state):
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        state["step"] += 1
+        step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - self.beta1)
+        exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        bias_correction1 = 1 - self.beta1 ** step
+        bias_correction2 = 1 - self.beta2 ** step
+        denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(self.eps)
+        param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
