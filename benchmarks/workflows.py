@@ -109,20 +109,28 @@ def threads_under_load(folds, repeat, log):
 
 
 def cross_validate_jobs(data, log):
-    """Wall seconds of cross_validate with n_jobs=1 and 2 (workers included)."""
+    """Wall seconds of cross_validate with n_jobs=1 and 2 (workers included).
+
+    joblib keeps its worker processes between calls, so n_jobs=2 runs twice:
+    first with fresh workers (each starts Python and imports torch, as in a
+    user's first call), then with the same workers again.
+    """
+    from joblib.externals.loky import get_reusable_executor
     from surprise.model_selection import KFold, cross_validate
 
     rows = []
     for name, make in _algorithms(("SVD", "TorchSVD", "TorchALS")).items():
-        for n_jobs in (1, 2):
+        for n_jobs, workers in ((1, "-"), (2, "fresh"), (2, "warm")):
+            if workers == "fresh":
+                get_reusable_executor().shutdown(wait=True)
             start = time.perf_counter()
             result = cross_validate(make(), data, cv=KFold(5, random_state=42), n_jobs=n_jobs)
             wall = time.perf_counter() - start
-            rows.append({"algorithm": name, "n_jobs": n_jobs, "wall_s": wall,
+            rows.append({"algorithm": name, "n_jobs": n_jobs, "workers": workers, "wall_s": wall,
                          "fit_s": statistics.fmean(result["fit_time"]),
                          "test_s": statistics.fmean(result["test_time"]),
                          "rmse": statistics.fmean(result["test_rmse"])})
-            log(f"  cross_validate: {name:<9} n_jobs={n_jobs} wall {wall:.2f}s  "
+            log(f"  cross_validate: {name:<9} n_jobs={n_jobs} ({workers} workers) wall {wall:.2f}s  "
                 f"test {rows[-1]['test_s']:.3f}s/fold")
     return rows
 
@@ -221,6 +229,9 @@ def anti_testsets(log):
     return rows
 
 
+SECTIONS = ("threads", "cross_validate", "thread_line", "scales", "anti_testset")
+
+
 def _ratio(value, reference):
     return f"{value / reference:.2f}x" if reference else "-"
 
@@ -237,13 +248,13 @@ def markdown(results):
             f"{_ratio(r['loaded_s'], r['idle_s'])} | {_ratio(r['loaded_s'], svd['loaded_s'])} |" for r in rows]
     rows = results["cross_validate"]
     out += ["", "### cross_validate, 5 folds: n_jobs=2 against n_jobs=1", "",
-            "| algorithm | n_jobs | wall s | vs n_jobs=1 | fit s/fold | test s/fold (as cross_validate times it) | "
-            "test vs SVD | RMSE |", "|---|---|---|---|---|---|---|---|"]
+            "| algorithm | n_jobs | joblib workers | wall s | vs n_jobs=1 | fit s/fold | "
+            "test s/fold (as cross_validate times it) | test vs SVD | RMSE |", "|---|---|---|---|---|---|---|---|---|"]
     one = {r["algorithm"]: r for r in rows if r["n_jobs"] == 1}
-    svd_test = {r["n_jobs"]: r["test_s"] for r in rows if r["algorithm"] == "SVD"}
-    out += [f"| {r['algorithm']} | {r['n_jobs']} | {r['wall_s']:.2f} | {_ratio(r['wall_s'], one[r['algorithm']]['wall_s'])} "
-            f"| {r['fit_s']:.3f} | {r['test_s']:.3f} | {_ratio(r['test_s'], svd_test[r['n_jobs']])} | {r['rmse']:.4f} |"
-            for r in rows]
+    svd_test = {(r["n_jobs"], r.get("workers")): r["test_s"] for r in rows if r["algorithm"] == "SVD"}
+    out += [f"| {r['algorithm']} | {r['n_jobs']} | {r.get('workers', '-')} | {r['wall_s']:.2f} | "
+            f"{_ratio(r['wall_s'], one[r['algorithm']]['wall_s'])} | {r['fit_s']:.3f} | {r['test_s']:.3f} | "
+            f"{_ratio(r['test_s'], svd_test[(r['n_jobs'], r.get('workers'))])} | {r['rmse']:.4f} |" for r in rows]
     rows = results["thread_line"]
     out += ["", "### Where one thread stops being enough (idle, synthetic ML-1M shape subsampled)", "",
             "| algorithm | ratings | work per product | 1 thread s | all threads s | gain | policy uses |",
@@ -271,6 +282,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench-results/workflows", help="output folder")
     parser.add_argument("--repeat", type=int, default=3, help="fits per setting in the threads section")
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+                        help="run only these sections, keeping the others from an earlier workflows.json in --out")
     parser.add_argument("--anti-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.anti_worker:
@@ -282,11 +295,19 @@ def main(argv=None):
 
     env = describe_environment("cpu")
     data, folds = _load()
-    results = {"environment": env, "threads": threads_under_load(folds, args.repeat, log),
-               "cross_validate": cross_validate_jobs(data, log), "thread_line": thread_line(log),
-               "scales": rating_scales(data, log), "anti_testset": anti_testsets(log)}
-    table = markdown(results)
     out = Path(args.out)
+    previous = out / "workflows.json"
+    results = json.loads(previous.read_text()) if set(args.sections) != set(SECTIONS) and previous.is_file() else {}
+    runs = {"threads": lambda: threads_under_load(folds, args.repeat, log),
+            "cross_validate": lambda: cross_validate_jobs(data, log), "thread_line": lambda: thread_line(log),
+            "scales": lambda: rating_scales(data, log), "anti_testset": lambda: anti_testsets(log)}
+    results["environment"] = env
+    for section in args.sections:
+        results[section] = runs[section]()
+    missing = set(SECTIONS) - set(results)
+    if missing:
+        raise SystemExit(f"no earlier results for {sorted(missing)} in {previous}; run every section once")
+    table = markdown(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "workflows.json").write_text(json.dumps(results, indent=2))
     header = ("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "\n\n"

@@ -253,9 +253,10 @@ def train_rating_arrays(trainer, arrays: RatingArrays, *, layout="auto", device=
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         to_tensors_s = time.perf_counter() - start
+        if "on_divergence" in inspect.signature(trainer).parameters:
+            params["on_divergence"] = "raise" if on_divergence == "raise" else "recover"
         try:
-            model = trainer(tensor, mask, on_divergence="raise" if on_divergence == "raise" else "recover",
-                            **params)
+            model = trainer(tensor, mask, **params)
         except TrainingDivergedError as exc:
             raise TrainingDivergedError(f"{label}: {exc}") from None
     model = scale.restore(model)
