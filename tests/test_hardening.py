@@ -16,7 +16,7 @@ import surprise_torch
 import surprise_torch._threads as threads
 import surprise_torch.algorithms._base as base
 from surprise_torch import (TorchALS, TorchNMF, TorchSVD, TorchSVDpp, TrainingDivergedError, TrainingDivergedWarning,
-                            complete_als, top_n, train_on_arrays)
+                            complete_als, top_n, train_nmf, train_on_arrays)
 from surprise_torch.arrays import choose_layout
 
 from .conftest import ALGORITHMS, FAST, dataset_from, has_param, low_rank_ratings
@@ -135,13 +135,17 @@ def test_models_are_equivariant_to_the_rating_scale(algo_class, params, a, b, tm
     assert scaled.history["train_rmse"][-1] == pytest.approx(a * reference.history["train_rmse"][-1], rel=1e-4)
 
 
-def test_nmf_on_star_ratings_is_surprises_nmf(split):
-    # Ratings up to 5 are not rescaled, so the model is Surprise's NMF's, same parameters, same start.
-    trainset, testset = split
-    ours = fitted(TorchNMF, trainset, dtype="float64", biased=False)
-    assert ours.pu.shape[1] == FAST[TorchNMF]["n_factors"]
-    max_rating = max(r for _, _, r in trainset.all_ratings())
-    assert max_rating == pytest.approx(5.0)
+def test_nmf_on_star_ratings_trains_on_the_ratings_themselves():
+    # Ratings up to 5 are not rescaled, so TorchNMF is Surprise's NMF on them;
+    # ratings up to 10 are halved, so the model is the same one, doubled.
+    users, items = np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 0, 2])
+    stars = np.array([5.0, 3.0, 4.0, 1.0, 2.0])
+    coo = torch.sparse_coo_tensor(np.stack([users, items]), stars, (3, 3), check_invariants=True)
+    direct = train_nmf(coo, n_factors=2, n_epochs=5, generator=torch.Generator().manual_seed(0))
+    for a in (1.0, 2.0):
+        model = train_on_arrays("nmf", users, items, a * stars, n_factors=2, n_epochs=5, random_state=0,
+                                dtype="float64")
+        torch.testing.assert_close(model.pu @ model.qi.T, a * direct.pu @ direct.qi.T)
 
 
 # -- 3. runs that blow up -----------------------------------------------------------------------
