@@ -341,3 +341,16 @@ def test_pickles_carry_the_new_attributes(split):
     algo = fitted(TorchSVD, trainset)
     restored = pickle.loads(pickle.dumps(algo))
     assert restored.n_threads_ == algo.n_threads_ and restored.test(testset) == algo.test(testset)
+
+
+@pytest.mark.parametrize("trainer", ["svd", "svdpp", "als", "nmf"])
+def test_equal_ratings_are_not_mistaken_for_a_blow_up(trainer):
+    # Implicit-feedback data (every rating 1) has no spread around its mean:
+    # the guard's reference must not collapse to zero.
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 500), rng.integers(0, 40, 500)
+    for biased in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", TrainingDivergedWarning)
+            model = train_on_arrays(trainer, users, items, np.ones(500), random_state=0, biased=biased)
+        assert model.diverged is None
