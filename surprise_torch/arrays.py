@@ -90,7 +90,7 @@ def training_bytes(trainer, n_users: int, n_items: int, n_ratings: int, dtype: t
     size = torch.empty((), dtype=dtype).element_size()
     data = dense_bytes(n_users, n_items, dtype) if layout == "dense" else n_ratings * (16 + size)
     per_rating = n_ratings * (_INDEX_BYTES_PER_RATING + 6 * size)
-    return data + per_rating + trainer.memory_bytes(n_users, n_items, size, **kwargs)
+    return data + per_rating + trainer.memory_bytes(n_users, n_items, size, n_ratings=n_ratings, **kwargs)
 
 
 def check_fits(trainer, n_users, n_items, n_ratings, dtype, layout, device, **kwargs):

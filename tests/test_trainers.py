@@ -120,3 +120,54 @@ def test_the_default_fit_does_not_import_the_compiler():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _table_solve(self, features, offset, penalty):
+    """The solver ALS used before row blocks: one sparse product against a table of factor products."""
+    y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
+    x = solve_ridge_rows(self.csr(torch.ones_like(y)), self.csr(y), features, penalty)
+    return x, self.csr(y) @ features, y
+
+
+@pytest.mark.parametrize("biased", [True, False])
+def test_row_blocks_give_the_table_solvers_model(problem, monkeypatch, biased):
+    import surprise_torch.trainers._blocks as blocks
+    import surprise_torch.trainers.als as als
+
+    ratings, mask = problem
+    mask[3] = 0  # a user without ratings
+    mask[5, 1:] = 0  # a user with one rating: kernel form
+    # Small blocks and segments, so that rows are split and buckets span several blocks.
+    monkeypatch.setattr(blocks, "MAX_SEGMENT", 7)
+    monkeypatch.setattr(blocks, "BLOCK_ROWS", 16)
+    params = dict(n_factors=4, n_epochs=6, biased=biased, generator=torch.Generator().manual_seed(0))
+    fast = train_als(ratings * mask, mask, **params)
+    monkeypatch.setattr(als._Side, "solve", _table_solve)
+    params["generator"] = torch.Generator().manual_seed(0)
+    reference = train_als(ratings * mask, mask, **params)
+    for name in ("pu", "qi", "bu", "bi"):
+        torch.testing.assert_close(getattr(fast, name), getattr(reference, name), rtol=1e-9, atol=1e-11)
+    assert fast.history["loss"] == pytest.approx(reference.history["loss"], rel=1e-10)
+
+
+def test_row_blocks_solve_every_rows_ridge_regression():
+    from surprise_torch.trainers._blocks import RowBlocks
+
+    gen = torch.Generator().manual_seed(2)
+    n_rows, n_cols, d = 12, 30, 5
+    mask = (torch.rand(n_rows, n_cols, generator=gen) < 0.3).double()
+    mask[0] = 0
+    mask[1, :] = 0
+    mask[1, 4] = 1
+    mask[2] = 1  # longer than d: Gram form; the short ones: kernel form
+    target = torch.randn(n_rows, n_cols, generator=gen, dtype=torch.float64) * mask
+    features = torch.randn(n_cols, d, generator=gen, dtype=torch.float64)
+    penalty = torch.rand(n_rows, d, generator=gen, dtype=torch.float64) + 0.1
+    rows, cols = mask.nonzero(as_tuple=True)
+    crow = torch.cat([torch.zeros(1, dtype=torch.int64), mask.sum(1).long().cumsum(0)])
+    y = target[rows, cols]
+    rhs = torch.zeros(n_rows, d, dtype=torch.float64).index_add_(0, rows, features[cols] * y[:, None])
+    x, failed = RowBlocks(crow, cols, n_cols, d).solve(features, y, rhs, penalty)
+    want = ridge_reference(mask.numpy(), target.numpy(), features.numpy(), penalty.numpy())
+    assert not failed
+    np.testing.assert_allclose(x.numpy(), want, rtol=1e-9, atol=1e-12)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from .._config import check_int
+from . import _blocks
+from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
                       init_factors, record, safe_counts)
 from ._observed import Observed, _csr, observed_ratings
@@ -51,7 +53,15 @@ def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torc
     TrainingDivergedError
         If a system is not positive definite (NaN/inf inputs, zero penalty).
     """
-    return _solve_ridge(weights, target, features, penalty)[0]
+    gram = _gram_lower(weights, features)
+    gram.diagonal(dim1=1, dim2=2).add_(penalty)
+    x, failed = _cholesky_solve(gram, (target @ features).unsqueeze(-1))
+    if failed:
+        raise TrainingDivergedError(
+            "A least-squares system was not positive definite (NaN or infinite values, or reg=0 "
+            "with too few ratings); use a larger reg."
+        )
+    return x.squeeze(-1)
 
 
 def _gram_lower(weights, features):
@@ -67,29 +77,6 @@ def _gram_lower(weights, features):
     gram = features.new_zeros((n_rows, d * d))
     gram.index_copy_(1, rows * d + cols, lower)
     return gram.view(n_rows, d, d)
-
-
-def _solve_ridge(weights, target, features, penalty, strict=True):
-    """:func:`solve_ridge_rows`, also returning the right-hand sides ``F^T t`` it solved for.
-
-    With ``strict=False`` a system that is not positive definite gives NaN
-    solutions instead of an error, so that the trainer's divergence guard
-    (which every process of a distributed fit sees alike) decides.
-    """
-    gram = _gram_lower(weights, features)
-    gram.diagonal(dim1=1, dim2=2).add_(penalty)
-    chol, info = torch.linalg.cholesky_ex(gram)
-    failed = bool(info.any())
-    if failed and strict:
-        raise TrainingDivergedError(
-            "A least-squares system was not positive definite (NaN or infinite values, or reg=0 "
-            "with too few ratings); use a larger reg."
-        )
-    rhs = target @ features
-    x = torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
-    if failed:
-        x.fill_(float("nan"))
-    return x, rhs
 
 
 def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 20,
@@ -165,8 +152,9 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     comm = _Exchange(group)
     obs, values = observed_ratings(ratings, mask)
     mu = float(values.double().mean()) if biased else 0.0
-    user_side = _Side.of_users(obs, values - mu, comm)
-    item_side = _Side.of_items(obs, values - mu, comm)
+    d = k + 1 if biased else k
+    user_side = _Side.of_users(obs, values - mu, comm, d)
+    item_side = _Side.of_items(obs, values - mu, comm, d)
 
     # Drawn in full on every process, in the single-process order, so that
     # every process starts from the same factors as one process would.
@@ -268,25 +256,25 @@ class _Side:
     the other side's ids as columns.
     """
 
-    def __init__(self, crow, cols, target, shape):
+    def __init__(self, crow, cols, target, shape, d):
         self.crow, self.cols, self.target, self.shape = crow, cols, target, shape
         self.counts = crow.diff().to(target.dtype)
-        self.weights = self.csr(torch.ones_like(target))
+        self.blocks = RowBlocks(crow, cols, shape[1], d)
 
     @classmethod
-    def of_users(cls, obs: Observed, target, comm):
+    def of_users(cls, obs: Observed, target, comm, d):
         lo, hi = comm.shard(obs.shape[0])
         start, end = int(obs.user_crow[lo]), int(obs.user_crow[hi])
         return cls(obs.user_crow[lo:hi + 1] - start, obs.items[start:end], target[start:end],
-                   (hi - lo, obs.shape[1]))
+                   (hi - lo, obs.shape[1]), d)
 
     @classmethod
-    def of_items(cls, obs: Observed, target, comm):
+    def of_items(cls, obs: Observed, target, comm, d):
         lo, hi = comm.shard(obs.shape[1])
         start, end = int(obs.item_crow[lo]), int(obs.item_crow[hi])
         order = obs.item_order[start:end]
         return cls(obs.item_crow[lo:hi + 1] - start, obs.item_cols[start:end], target.index_select(0, order),
-                   (hi - lo, obs.shape[0]))
+                   (hi - lo, obs.shape[0]), d)
 
     def csr(self, values):
         return _csr(self.crow, self.cols, values, self.shape)
@@ -304,20 +292,27 @@ class _Side:
         Returns the solutions, the right-hand sides, and the fitted values.
         """
         y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
-        x, rhs = _solve_ridge(self.weights, self.csr(y), features, penalty, strict=False)
+        rhs = self.csr(y) @ features
+        x, failed = self.blocks.solve(features, y, rhs, penalty)
+        if failed:
+            # NaN rather than an error, so that the trainer's divergence guard
+            # (which every process of a distributed fit sees alike) decides.
+            x.fill_(float("nan"))
         return x, rhs, y
 
 
-def _als_memory(n_users, n_items, element_size, n_factors=20, **_):
-    """Bytes of the factors and of the larger half-sweep: its Gram matrices,
-    their Cholesky factors, and the other side's outer products."""
+def _als_memory(n_users, n_items, element_size, n_factors=20, n_ratings=0, **_):
+    """Bytes of the factors, of the larger half-sweep (its Gram matrices and their
+    Cholesky factors, at most one per row, and a few gathered blocks), and of
+    both sides' row-block layouts (two int32 indices per padded rating)."""
     d = n_factors + 1
-    half = max(2 * n_users + n_items, 2 * n_items + n_users) * d * d
-    return ((n_users + n_items) * d * 4 + half) * element_size
+    half = 2 * max(n_users, n_items) * d * d + 4 * _blocks.BLOCK_ROWS * d
+    layout = 2 * n_ratings * _blocks.GROWTH * 2 * 4
+    return ((n_users + n_items) * d * 4 + half) * element_size + int(layout)
 
 
 train_als.memory_bytes = _als_memory
-# The widest per-epoch product: every rating against the (k+1)(k+2)/2 products of a factor row's pairs.
+# Work per rating and half-sweep: the (k+1)(k+2)/2 multiply-adds of a Gram matrix's lower triangle.
 train_als.work_per_rating = lambda n_factors=20, **_: (n_factors + 1) * (n_factors + 2) // 2
 
 
