@@ -61,20 +61,24 @@ class RowBlocks:
         self._index_dtype = torch.int32 if max(n_cols, self.nnz) < 2**31 - 1 else torch.int64
         self._padded_cols = torch.cat([cols, cols.new_full((1,), n_cols)])
         rows = torch.arange(self.n_rows, device=device)
-        # Short rows: whole, in kernel form (they are shorter than MAX_SEGMENT).
+        # Short rows, in kernel form.
         self.short = self._blocks(rows[short], crow[:-1][short], counts[short], with_positions=True)
-        # Long rows: cut into segments of at most MAX_SEGMENT ratings, whose Gram matrices are summed.
-        long_rows = rows[counts >= d]
-        long_counts = counts.index_select(0, long_rows)
-        self.long_rows = long_rows
-        n_segments = (long_counts + MAX_SEGMENT - 1) // MAX_SEGMENT
-        local = torch.repeat_interleave(torch.arange(long_rows.numel(), device=device), n_segments)
+        # Long rows of one segment: each block's Gram matrices are factored and
+        # solved at once, while they are in cache.
+        whole = (counts >= d) & (counts <= MAX_SEGMENT)
+        self.whole = self._blocks(rows[whole], crow[:-1][whole], counts[whole], with_positions=False)
+        # The longest rows: cut into segments of MAX_SEGMENT ratings, whose Gram matrices are summed.
+        split_rows = rows[counts > MAX_SEGMENT]
+        split_counts = counts.index_select(0, split_rows)
+        self.split_rows = split_rows
+        n_segments = (split_counts + MAX_SEGMENT - 1) // MAX_SEGMENT
+        local = torch.repeat_interleave(torch.arange(split_rows.numel(), device=device), n_segments)
         first = torch.cumsum(n_segments, 0) - n_segments
         index = torch.arange(local.numel(), device=device) - first.index_select(0, local)
-        starts = crow.index_select(0, long_rows.index_select(0, local)) + index * MAX_SEGMENT
-        lengths = torch.clamp(long_counts.index_select(0, local) - index * MAX_SEGMENT, max=MAX_SEGMENT)
-        # Rows given by `local`: positions in long_rows, where their Gram matrices are summed.
-        self.long = self._blocks(local, starts, lengths, with_positions=False)
+        starts = crow.index_select(0, split_rows.index_select(0, local)) + index * MAX_SEGMENT
+        lengths = torch.clamp(split_counts.index_select(0, local) - index * MAX_SEGMENT, max=MAX_SEGMENT)
+        # Owners given by `local`: positions in split_rows, where their Gram matrices are summed.
+        self.split = self._blocks(local, starts, lengths, with_positions=False)
 
     def _blocks(self, owners, starts, lengths, with_positions):
         """Bucket segments (owner, start, length) by length into padded gather blocks."""
@@ -141,15 +145,22 @@ class RowBlocks:
             z, bad = _cholesky_solve(kernel, y)
             failed |= bad
             x.index_copy_(0, rows, torch.bmm(scaled.transpose(1, 2), z).squeeze(-1))
-        if self.long_rows.numel():
-            gram = features.new_zeros((self.long_rows.numel(), d, d))
-            for local, gather, _ in self.long:
+        for rows, gather, _ in self.whole:
+            block = padded.index_select(0, gather.reshape(-1)).view(*gather.shape, d)
+            gram = torch.bmm(block.transpose(1, 2), block)
+            gram.diagonal(dim1=1, dim2=2).add_(penalty.index_select(0, rows))
+            solution, bad = _cholesky_solve(gram, rhs.index_select(0, rows).unsqueeze(-1))
+            failed |= bad
+            x.index_copy_(0, rows, solution.squeeze(-1))
+        if self.split_rows.numel():
+            gram = features.new_zeros((self.split_rows.numel(), d, d))
+            for local, gather, _ in self.split:
                 block = padded.index_select(0, gather.reshape(-1)).view(*gather.shape, d)
                 gram.index_add_(0, local, torch.bmm(block.transpose(1, 2), block))
-            gram.diagonal(dim1=1, dim2=2).add_(penalty.index_select(0, self.long_rows))
-            solution, bad = _cholesky_solve(gram, rhs.index_select(0, self.long_rows).unsqueeze(-1))
+            gram.diagonal(dim1=1, dim2=2).add_(penalty.index_select(0, self.split_rows))
+            solution, bad = _cholesky_solve(gram, rhs.index_select(0, self.split_rows).unsqueeze(-1))
             failed |= bad
-            x.index_copy_(0, self.long_rows, solution.squeeze(-1))
+            x.index_copy_(0, self.split_rows, solution.squeeze(-1))
         return x, failed
 
 
