@@ -26,7 +26,7 @@ import numpy as np
 from .environment import describe_environment
 from .synthetic import SHAPES, synthetic_ratings
 
-EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 3}
+EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 3, "LensKit-ALS": 3}
 
 
 def worker(algorithm, shape, device, epochs, layout, als_factors):
@@ -42,13 +42,16 @@ def worker(algorithm, shape, device, epochs, layout, als_factors):
            "ratings": int(ratings.size), "epochs": epochs}
     if algorithm == "SVD":
         return out | _surprise_svd(users, items, ratings, n_users, n_items, epochs)
+    if algorithm == "LensKit-ALS":
+        return out | _lenskit_als(users, items, ratings, n_users, n_items, epochs, als_factors)
     dev = resolve_device(device)
     # Each trainer with the defaults of its Surprise adapter (TorchALS: --als-factors).
     algo = {"TorchALS": TorchALS(n_factors=als_factors), "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
             "TorchNMF": TorchNMF()}[algorithm]
     kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
     out["n_factors"] = kwargs["n_factors"]
-    out["layout"] = choose_layout(layout, n_users, n_items, torch.float32, dev)
+    # What train_on_arrays will choose (reported also when it refuses to allocate).
+    out["layout"] = choose_layout(layout, n_users, n_items, torch.float32, dev, n_ratings=int(ratings.size))
     stamps = []
 
     def on_epoch(epoch, metrics):
@@ -78,17 +81,16 @@ def worker(algorithm, shape, device, epochs, layout, als_factors):
 def epoch_flops(algorithm, n_users, n_items, nnz, k):
     """Floating-point operations of one epoch (ALS: one sweep), counted from the algorithm.
 
-    ALS, per side: the lower triangles of the Gram matrices (2 nnz t, with
-    t = d (d + 1) / 2), right-hand sides (2 nnz d), pair products
-    (n_other t), Cholesky (n d^3 / 3) and solves (2 n d^2), d = k + 1. SVD: the sampled product and two gradient products, 2 nnz
+    ALS, per side: the Gram matrices by batched GEMMs over gathered blocks
+    (2 nnz d^2; rows shorter than d use the cheaper kernel form, not
+    counted), right-hand sides (2 nnz d), Cholesky (n d^3 / 3) and solves
+    (2 n d^2), d = k + 1. SVD: the sampled product and two gradient products, 2 nnz
     (k + 2) each; SVD++ adds the implicit sums and their gradient (2 nnz k
     each). NMF: the sampled product and four update products, 2 nnz k each.
     """
     if algorithm == "TorchALS":
         d = k + 1
-        tri = d * (d + 1) // 2  # only the lower triangle of each Gram matrix is built
-        return sum(2 * nnz * tri + 2 * nnz * d + n_other * tri + n * d ** 3 / 3 + 2 * n * d * d
-                   for n, n_other in ((n_users, n_items), (n_items, n_users)))
+        return sum(2 * nnz * d * d + 2 * nnz * d + n * d ** 3 / 3 + 2 * n * d * d for n in (n_users, n_items))
     if algorithm in ("TorchSVD", "TorchSVDpp"):
         return 3 * 2 * nnz * (k + 2) + (2 * 2 * nnz * k if algorithm == "TorchSVDpp" else 0)
     return 5 * 2 * nnz * k
@@ -117,6 +119,31 @@ def gemm_gflops(device="cpu", n=2048, repeat=5, trials=5):
     return best
 
 
+def _lenskit_als(users, items, ratings, n_users, n_items, epochs, k):
+    """LensKit's biased ALS (Rust kernels, multi-threaded) on the same ratings, timed per sweep."""
+    import importlib.util
+
+    if importlib.util.find_spec("lenskit") is None:
+        return {"status": "skipped", "reason": "lenskit is not installed (pip install lenskit)"}
+    import pandas as pd
+    from lenskit.als import BiasedMFScorer
+    from lenskit.data import from_interactions_df
+    from lenskit.training import TrainingOptions
+
+    start = time.perf_counter()
+    data = from_interactions_df(pd.DataFrame({"user_id": users, "item_id": items,
+                                              "rating": ratings.astype(np.float64)}))
+    stamps = []
+    for _ in BiasedMFScorer(embedding_size=k, epochs=epochs).training_loop(data, TrainingOptions()):
+        stamps.append(time.perf_counter())
+    per_epoch = np.diff([start] + stamps)
+    epoch_s = float(np.median(per_epoch[1:]))
+    flops = epoch_flops("TorchALS", n_users, n_items, int(ratings.size), k)  # the same normal equations
+    return {"status": "ok", "n_factors": k, "first_epoch_s": float(per_epoch[0]), "epoch_s": epoch_s,
+            "gflop_per_epoch": flops / 1e9, "gflops": flops / epoch_s / 1e9,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
 def _surprise_svd(users, items, ratings, n_users, n_items, epochs):
     from surprise import SVD
     from surprise.trainset import Trainset
@@ -137,18 +164,19 @@ def _surprise_svd(users, items, ratings, n_users, n_items, epochs):
 
 HEADER = """s / epoch: median over the epochs after the first (TorchALS: one sweep; TorchSVD: one optimizer
 step; SVD: one SGD pass). First epoch s includes everything before it: validating the arrays, building
-the tensors in the chosen layout, indexing the observed entries, and for TorchSVD/TorchSVDpp
-torch.optim's first-use import of torch._dynamo (about 1 s once per process). GFLOP/s: the epoch's
+the tensors in the chosen layout, indexing the observed entries and (TorchALS) laying out the row
+blocks. GFLOP/s: the epoch's
 floating-point operations counted from the algorithm (benchmarks/scaling.py, epoch_flops) over its time;
 "of GEMM" compares that with this machine's dense float32 GEMM. Peak RSS: the whole worker process,
-data generation included. Surprise's SVD gets a Trainset built from the same arrays.
+data generation included. Surprise's SVD gets a Trainset built from the same arrays; LensKit's ALS
+(when installed) a LensKit Dataset, and its GFLOP/s counts the same normal equations as TorchALS's.
 
 """
 
 
 def _layout_text(row):
     if row.get("status") == "ok":
-        return "fits" if row["algorithm"] != "SVD" else "n/a"
+        return "fits" if row["algorithm"] not in ("SVD", "LensKit-ALS") else "n/a"
     reason = row.get("reason", row.get("error", "failed"))
     match = re.search(r"needs about (\S+) GiB .* only (\S+) GiB", reason)
     if match:

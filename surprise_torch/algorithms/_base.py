@@ -39,8 +39,19 @@ class TorchMFAlgo(AlgoBase):
 
     Subclasses define ``__init__`` (storing every argument under its own
     name, scikit-learn style), ``_trainer`` (a pure function on tensors
-    returning an :class:`~surprise_torch._mf.MFModel`) and ``_trainer_kwargs``
+    returning an :class:`~surprise_torch.MFModel`) and ``_trainer_kwargs``
     (validated trainer arguments from the parameters).
+
+    Attributes
+    ----------
+    device_, layout_ : str
+        Where and in which layout the last fit trained.
+    n_threads_ : int
+        The CPU threads it ran with (see :mod:`surprise_torch._threads`).
+    diverged_ : str or None
+        Why it stopped early and which epoch it kept, if it blew up.
+    conversion_s_ : float
+        Seconds spent converting the Trainset to tensors.
     """
 
     _trainer = None

@@ -60,6 +60,8 @@ class TorchALS(TorchMFAlgo):
         Fitted factors and biases, as Surprise's SVD names them.
     history : dict of str to list of float
         Per-sweep ``loss``, ``train_rmse`` and optionally ``eval_rmse``.
+    device_, layout_, n_threads_, diverged_, conversion_s_
+        What the last fit ran on and how it ended (see ``TorchMFAlgo``).
     """
 
     def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.12, reg_bu=0.06, reg_bi=0.06,

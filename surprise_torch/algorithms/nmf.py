@@ -47,6 +47,8 @@ class TorchNMF(TorchMFAlgo):
     ----------
     pu, qi, bu, bi : numpy.ndarray
     history : dict of str to list of float
+    device_, layout_, n_threads_, diverged_, conversion_s_
+        What the last fit ran on and how it ended (see ``TorchMFAlgo``).
     """
 
     def __init__(self, n_factors=15, n_epochs=50, biased=False, reg_pu=0.06, reg_qi=0.06, reg_bu=0.02,

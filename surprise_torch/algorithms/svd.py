@@ -74,6 +74,8 @@ class TorchSVD(TorchMFAlgo):
     history : dict of str to list of float
         Per-epoch ``loss``, ``train_rmse`` and, with ``fit(..., eval_set=...)``,
         ``eval_rmse``.
+    device_, layout_, n_threads_, diverged_, conversion_s_
+        What the last fit ran on and how it ended (see ``TorchMFAlgo``).
     """
 
     def __init__(self, n_factors=100, n_epochs=30, biased=True, init_mean=0.0, init_std_dev=0.1,

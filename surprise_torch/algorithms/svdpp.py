@@ -63,6 +63,8 @@ class TorchSVDpp(TorchSVD):
     implicit_ : numpy.ndarray
         ``(n_users, n_factors)``: each user's ``|N(u)|^-1/2 sum_{j in N(u)} yj``.
     history : dict of str to list of float
+    device_, layout_, n_threads_, diverged_, conversion_s_
+        What the last fit ran on and how it ended (see ``TorchMFAlgo``).
     """
 
     def __init__(self, n_factors=50, n_epochs=50, init_mean=0.0, init_std_dev=0.1, lr_all=0.1,

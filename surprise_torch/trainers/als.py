@@ -1,9 +1,10 @@
 """Alternating least squares, solved in closed form with batched Cholesky factorizations.
 
 Each half-sweep fixes one side's factors and solves every user's (then every
-item's) regularised least-squares problem at once: one GEMM builds all the
-normal-equation matrices, one batched Cholesky solves them. No optimizer, no
-learning rate; 10 sweeps converge.
+item's) regularised least-squares problem: rows bucketed by rating count into
+padded blocks, each block's normal-equation matrices built by one batched
+GEMM over its gathered factor rows and solved by one batched Cholesky (see
+:mod:`._blocks`). No optimizer, no learning rate; 10 sweeps converge.
 """
 
 from __future__ import annotations
