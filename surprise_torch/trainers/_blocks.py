@@ -131,7 +131,8 @@ class RowBlocks:
         padded_target = torch.cat([target, target.new_zeros(1)])
         x = features.new_empty((self.n_rows, d))
         x.index_fill_(0, self.empty_rows, 0)
-        failed = False
+        # Kept as a tensor until the end: no host synchronisation per block on a GPU.
+        failed = torch.zeros((), dtype=torch.bool, device=features.device)
         eye = None
         for rows, gather, positions in self.short:
             block = padded.index_select(0, gather.reshape(-1)).view(*gather.shape, d)
@@ -161,12 +162,12 @@ class RowBlocks:
             solution, bad = _cholesky_solve(gram, rhs.index_select(0, self.split_rows).unsqueeze(-1))
             failed |= bad
             x.index_copy_(0, self.split_rows, solution.squeeze(-1))
-        return x, failed
+        return x, bool(failed)
 
 
 def _cholesky_solve(matrices, rhs):
-    """Solve ``matrices x = rhs`` (symmetric positive definite, batched); also whether one was not."""
+    """Solve ``matrices x = rhs`` (symmetric positive definite, batched); also whether one was not (0-dim)."""
     chol, info = torch.linalg.cholesky_ex(matrices)
     # Two batched triangular solves: faster on the CPU than cholesky_solve's per-matrix loop.
     half = torch.linalg.solve_triangular(chol, rhs, upper=False)
-    return torch.linalg.solve_triangular(chol.transpose(1, 2), half, upper=True), bool(info.any())
+    return torch.linalg.solve_triangular(chol.transpose(1, 2), half, upper=True), info.any()

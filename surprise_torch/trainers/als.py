@@ -57,7 +57,7 @@ def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torc
     gram = _gram_lower(weights, features)
     gram.diagonal(dim1=1, dim2=2).add_(penalty)
     x, failed = _cholesky_solve(gram, (target @ features).unsqueeze(-1))
-    if failed:
+    if bool(failed):
         raise TrainingDivergedError(
             "A least-squares system was not positive definite (NaN or infinite values, or reg=0 "
             "with too few ratings); use a larger reg."
