@@ -172,7 +172,7 @@ class DivergenceGuard:
         if self.diverged is None:
             return None
         if self.kept_epoch is None:
-            kept = "the model that predicts the mean (zero factors and biases)"
+            kept = "zero factors and biases (predicting the global mean, where the model has one)"
         elif self.kept_epoch == 0:
             kept = "the initial model"
         else:
