@@ -26,7 +26,23 @@ import numpy as np
 from .environment import describe_environment
 from .synthetic import SHAPES, synthetic_ratings
 
-EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 3, "LensKit-ALS": 3}
+EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 3, "LensKit-ALS": 3, "cornac-MF": 20}
+
+#: Share of each synthetic rating set held out (seeded) to score every algorithm's predictions.
+HOLDOUT = 0.1
+
+
+def holdout_split(users, items, ratings, fraction=HOLDOUT, seed=0):
+    """(train, test) triples of arrays: a seeded random ``fraction`` of the ratings held out."""
+    test = np.random.default_rng(seed).random(ratings.size) < fraction
+    return (users[~test], items[~test], ratings[~test]), (users[test], items[test], ratings[test])
+
+
+def heldout_rmse(mu, pu, qi, bu, bi, test):
+    """RMSE on held-out (user, item, rating) arrays of ``mu + bu + bi + pu . qi``, clipped to 1..5 stars."""
+    users, items, ratings = test
+    est = mu + bu[users] + bi[items] + np.einsum("ij,ij->i", pu[users], qi[items])
+    return float(np.sqrt(np.mean((np.clip(est, 1, 5) - ratings) ** 2)))
 
 
 def worker(algorithm, shape, device, epochs, layout, als_factors):
@@ -38,12 +54,15 @@ def worker(algorithm, shape, device, epochs, layout, als_factors):
     from surprise_torch.arrays import choose_layout
 
     users, items, ratings, n_users, n_items = synthetic_ratings(shape)
+    (users, items, ratings), test = holdout_split(users, items, ratings)
     out = {"algorithm": algorithm, "shape": shape, "users": n_users, "items": n_items,
            "ratings": int(ratings.size), "epochs": epochs}
     if algorithm == "SVD":
-        return out | _surprise_svd(users, items, ratings, n_users, n_items, epochs)
+        return out | _surprise_svd(users, items, ratings, n_users, n_items, epochs, test)
     if algorithm == "LensKit-ALS":
         return out | _lenskit_als(users, items, ratings, n_users, n_items, epochs, als_factors)
+    if algorithm == "cornac-MF":
+        return out | _cornac_mf(users, items, ratings, n_users, n_items, epochs, test)
     dev = resolve_device(device)
     # Each trainer with the defaults of its Surprise adapter (TorchALS: --als-factors).
     algo = {"TorchALS": TorchALS(n_factors=als_factors), "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
@@ -69,8 +88,12 @@ def worker(algorithm, shape, device, epochs, layout, als_factors):
     per_epoch = np.diff([start] + stamps)
     epoch_s = float(np.median(per_epoch[1:] if epochs > 1 else per_epoch))
     flops = epoch_flops(algorithm, n_users, n_items, int(ratings.size), kwargs["n_factors"])
+    host = {name: getattr(model, name).double().cpu().numpy() for name in ("pu", "qi", "bu", "bi")}
+    if "implicit_" in model.extras:
+        host["pu"] = host["pu"] + model.extras["implicit_"].double().cpu().numpy()
     out |= {"status": "ok", "first_epoch_s": float(per_epoch[0]), "epoch_s": epoch_s,
-            "train_rmse": model.history["train_rmse"][-1], "gflop_per_epoch": flops / 1e9,
+            "train_rmse": model.history["train_rmse"][-1], "test_rmse": heldout_rmse(model.global_mean, test=test, **host),
+            "gflop_per_epoch": flops / 1e9,
             "gflops": flops / epoch_s / 1e9,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if dev.type == "cuda":
@@ -144,7 +167,34 @@ def _lenskit_als(users, items, ratings, n_users, n_items, epochs, k):
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def _surprise_svd(users, items, ratings, n_users, n_items, epochs):
+def _cornac_mf(users, items, ratings, n_users, n_items, epochs, test):
+    """cornac's MF (Cython SGD on every core) with k=100, as the issue compares; seconds per epoch from the whole fit."""
+    import importlib.util
+
+    if importlib.util.find_spec("cornac") is None:
+        return {"status": "skipped", "reason": "cornac is not installed (pip install cornac)"}
+    from cornac.data import Dataset
+    from cornac.models import MF
+
+    start = time.perf_counter()
+    data = Dataset.from_uir(list(zip(users.tolist(), items.tolist(), ratings.astype(float).tolist())), seed=0)
+    conversion = time.perf_counter() - start
+    start = time.perf_counter()
+    model = MF(k=100, max_iter=epochs, lambda_reg=0.1, verbose=False).fit(data)
+    fit_s = time.perf_counter() - start
+    # cornac numbers users and items itself: map them back to ours (absent ones predict from the biases alone).
+    pu, qi = np.zeros((n_users, 100)), np.zeros((n_items, 100))
+    bu, bi = np.zeros(n_users), np.zeros(n_items)
+    rows_u = np.array(list(data.uid_map.keys())), np.array(list(data.uid_map.values()))
+    rows_i = np.array(list(data.iid_map.keys())), np.array(list(data.iid_map.values()))
+    pu[rows_u[0]], bu[rows_u[0]] = model.u_factors[rows_u[1]], model.u_biases[rows_u[1]]
+    qi[rows_i[0]], bi[rows_i[0]] = model.i_factors[rows_i[1]], model.i_biases[rows_i[1]]
+    return {"status": "ok", "n_factors": 100, "conversion_s": conversion, "epoch_s": fit_s / epochs,
+            "test_rmse": heldout_rmse(float(model.global_mean), pu, qi, bu, bi, test),
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _surprise_svd(users, items, ratings, n_users, n_items, epochs, test):
     from surprise import SVD
     from surprise.trainset import Trainset
 
@@ -157,8 +207,9 @@ def _surprise_svd(users, items, ratings, n_users, n_items, epochs):
                         {str(u): u for u in range(n_users)}, {str(i): i for i in range(n_items)})
     conversion = time.perf_counter() - start
     start = time.perf_counter()
-    SVD(n_epochs=epochs, random_state=0).fit(trainset)
+    algo = SVD(n_epochs=epochs, random_state=0).fit(trainset)
     return {"status": "ok", "conversion_s": conversion, "epoch_s": (time.perf_counter() - start) / epochs,
+            "test_rmse": heldout_rmse(trainset.global_mean, algo.pu, algo.qi, algo.bu, algo.bi, test),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -169,14 +220,18 @@ blocks. GFLOP/s: the epoch's
 floating-point operations counted from the algorithm (benchmarks/scaling.py, epoch_flops) over its time;
 "of GEMM" compares that with this machine's dense float32 GEMM. Peak RSS: the whole worker process,
 data generation included. Surprise's SVD gets a Trainset built from the same arrays; LensKit's ALS
-(when installed) a LensKit Dataset, and its GFLOP/s counts the same normal equations as TorchALS's.
+(when installed) a LensKit Dataset, and its GFLOP/s counts the same normal equations as TorchALS's;
+cornac's MF (when installed; k=100, 20 epochs, its s / epoch is the whole fit over 20) a cornac Dataset.
+Every algorithm trains on the same seeded 90% of the ratings; held-out RMSE scores the other 10%
+(predictions clipped to 1..5; not extracted from LensKit's model) after the epochs run here, which
+differ between algorithms (benchmarks/scaling.py, EPOCHS): a timing run, not converged models.
 
 """
 
 
 def _layout_text(row):
     if row.get("status") == "ok":
-        return "fits" if row["algorithm"] not in ("SVD", "LensKit-ALS") else "n/a"
+        return "fits" if row["algorithm"] not in ("SVD", "LensKit-ALS", "cornac-MF") else "n/a"
     reason = row.get("reason", row.get("error", "failed"))
     match = re.search(r"needs about (\S+) GiB .* only (\S+) GiB", reason)
     if match:
@@ -186,18 +241,19 @@ def _layout_text(row):
 
 def markdown(rows, gemm):
     """The scaling rows as a Markdown table, after a header explaining the columns."""
-    lines = ["| shape | users x items | ratings | algorithm | factors | layout | s / epoch | first epoch s | "
-             "GFLOP/s | of GEMM | peak RSS GiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| shape | users x items | training ratings | algorithm | factors | layout | s / epoch | first epoch s | "
+             "GFLOP/s | of GEMM | held-out RMSE | peak RSS GiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['users']:,} x {r['items']:,}"
         head = f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | {r.get('n_factors', 100)} | "
         if r.get("status") == "ok":
             first = f"{r['first_epoch_s']:.2f}" if "first_epoch_s" in r else "-"
             rate = f"{r['gflops']:.1f} | {r['gflops'] / gemm:.1%}" if "gflops" in r and gemm else "- | -"
-            lines.append(head + f"{r.get('layout', 'n/a')} | {r['epoch_s']:.3f} | {first} | {rate} | "
+            heldout = f"{r['test_rmse']:.4f}" if "test_rmse" in r else "-"
+            lines.append(head + f"{r.get('layout', 'n/a')} | {r['epoch_s']:.3f} | {first} | {rate} | {heldout} | "
                          f"{r['peak_rss_gib']:.2f} |")
         else:
-            lines.append(head + f"{r.get('layout', '-')} | - | - | - | - | {_layout_text(r)} |")
+            lines.append(head + f"{r.get('layout', '-')} | - | - | - | - | - | {_layout_text(r)} |")
     return HEADER + f"Dense float32 GEMM on this machine: {gemm:.0f} GFLOP/s.\n\n" + "\n".join(lines)
 
 
