@@ -262,10 +262,9 @@ def markdown(results):
     out += [f"| {r['algorithm']} | {r['ratings']:,} | {r['work'] / 1e6:.0f}M | {r['one_s']:.3f} | {r['all_s']:.3f} | "
             f"{r['one_s'] / r['all_s']:.2f}x | {r['policy']} |" for r in rows]
     rows = results["scales"]
-    out += ["", "### Rating scales (ML-100K mapped to a*r+b, defaults, 5-fold mean RMSE / a)", "",
-            "| scale | " + " | ".join(dict.fromkeys(r["algorithm"] for r in rows)) + " |",
-            "|---|" + "---|" * len(dict.fromkeys(r["algorithm"] for r in rows))]
     names = list(dict.fromkeys(r["algorithm"] for r in rows))
+    out += ["", "### Rating scales (ML-100K mapped to a*r+b, defaults, 5-fold mean RMSE / a)", "",
+            "| scale | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for scale in dict.fromkeys(r["scale"] for r in rows):
         cells = {r["algorithm"]: f"{r['rmse']:.4f}" for r in rows if r["scale"] == scale}
         out.append(f"| {scale} | " + " | ".join(cells.get(n, "n/a") for n in names) + " |")

@@ -42,6 +42,13 @@ def check_bool(name, value):
     raise ValueError(f"{name} must be True or False (or 1 or 0), got {value!r}.")
 
 
+def check_choice(name, value, choices):
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    if not (isinstance(value, str) and value in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+    return value
+
+
 def check_random_state(value):
     """Return a CPU ``torch.Generator`` seeded from ``value``.
 

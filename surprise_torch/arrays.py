@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ._config import check_random_state, resolve_device, resolve_dtype
+from ._config import check_choice, check_random_state, resolve_device, resolve_dtype
 from ._data import RatingArrays, available_bytes, dense_bytes, to_dense
 from ._threads import thread_policy
 from .trainers import MFModel, TrainingDivergedError, TrainingDivergedWarning, train_als, train_nmf, train_svd
@@ -43,6 +43,9 @@ DENSE_MAX_CELLS_PER_RATING = 64
 DENSE_ALWAYS_CELLS = 2 ** 20
 
 _INDEX_BYTES_PER_RATING = 5 * 8
+
+#: What a fit that blows up does: warn and keep its last sound state, or raise.
+ON_DIVERGENCE = ("warn", "raise")
 
 #: Non-negative models (NMF) train on ratings scaled so that the largest is this.
 NONNEGATIVE_TOP = 5.0  # users, items, item order, item columns, spare int64 per rating
@@ -231,8 +234,7 @@ def train_rating_arrays(trainer, arrays: RatingArrays, *, layout="auto", device=
     """
     if isinstance(trainer, str):
         trainer = _trainer_named(trainer, params)
-    if on_divergence not in ("warn", "raise"):
-        raise ValueError(f"on_divergence must be 'warn' or 'raise', got {on_divergence!r}.")
+    check_choice("on_divergence", on_divergence, ON_DIVERGENCE)
     label = label or f"train_on_arrays({getattr(trainer, '__name__', trainer)!s})"
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)

@@ -20,9 +20,9 @@ import torch
 from surprise import AlgoBase, PredictionImpossible
 from surprise.prediction_algorithms.predictions import Prediction
 
-from .._config import check_bool, check_random_state, resolve_device, resolve_dtype
+from .._config import check_bool, check_choice, check_random_state, resolve_device, resolve_dtype
 from .._data import testset_indices, trainset_arrays
-from ..arrays import as_rating_arrays, train_rating_arrays
+from ..arrays import ON_DIVERGENCE, as_rating_arrays, train_rating_arrays
 from ..trainers import EvalData
 
 _UNKNOWN_REASON = "User and item are unknown."
@@ -113,8 +113,7 @@ class TorchMFAlgo(AlgoBase):
         AlgoBase.fit(self, trainset)
         kwargs = self._trainer_kwargs()
         verbose = check_bool("verbose", self.verbose)
-        if self.on_divergence not in ("warn", "raise"):
-            raise ValueError(f"on_divergence must be 'warn' or 'raise', got {self.on_divergence!r}.")
+        check_choice("on_divergence", self.on_divergence, ON_DIVERGENCE)
         generator = check_random_state(self.random_state)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)

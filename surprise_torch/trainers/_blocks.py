@@ -52,21 +52,24 @@ class RowBlocks:
     """
 
     def __init__(self, crow: torch.Tensor, cols: torch.Tensor, n_cols: int, d: int):
-        self.n_rows, self.nnz = crow.numel() - 1, cols.numel()
+        self.n_rows = crow.numel() - 1
         device = crow.device
         counts = crow.diff()
         self.empty_rows = torch.nonzero(counts == 0).squeeze(1)
         short = (counts > 0) & (counts < d)
         # Column indices as int32 where they fit: the gather indices are the layout's largest array.
-        self._index_dtype = torch.int32 if max(n_cols, self.nnz) < 2**31 - 1 else torch.int64
-        self._padded_cols = torch.cat([cols, cols.new_full((1,), n_cols)])
+        # Only the blocks are kept; the padded columns are needed while building them.
+        index_dtype = torch.int32 if max(n_cols, cols.numel()) < 2**31 - 1 else torch.int64
+        padded_cols = torch.cat([cols, cols.new_full((1,), n_cols)])
         rows = torch.arange(self.n_rows, device=device)
         # Short rows, in kernel form.
-        self.short = self._blocks(rows[short], crow[:-1][short], counts[short], with_positions=True)
+        self.short = _bucket(padded_cols, index_dtype, rows[short], crow[:-1][short], counts[short],
+                             with_positions=True)
         # Long rows of one segment: each block's Gram matrices are factored and
         # solved at once, while they are in cache.
         whole = (counts >= d) & (counts <= MAX_SEGMENT)
-        self.whole = self._blocks(rows[whole], crow[:-1][whole], counts[whole], with_positions=False)
+        self.whole = _bucket(padded_cols, index_dtype, rows[whole], crow[:-1][whole], counts[whole],
+                             with_positions=False)
         # The longest rows: cut into segments of MAX_SEGMENT ratings, whose Gram matrices are summed.
         split_rows = rows[counts > MAX_SEGMENT]
         split_counts = counts.index_select(0, split_rows)
@@ -78,31 +81,7 @@ class RowBlocks:
         starts = crow.index_select(0, split_rows.index_select(0, local)) + index * MAX_SEGMENT
         lengths = torch.clamp(split_counts.index_select(0, local) - index * MAX_SEGMENT, max=MAX_SEGMENT)
         # Owners given by `local`: positions in split_rows, where their Gram matrices are summed.
-        self.split = self._blocks(local, starts, lengths, with_positions=False)
-
-    def _blocks(self, owners, starts, lengths, with_positions):
-        """Bucket segments (owner, start, length) by length into padded gather blocks."""
-        order = torch.argsort(lengths, stable=True)
-        owners, starts, lengths = owners[order], starts[order], lengths[order]
-        sizes = lengths.tolist()
-        blocks, begin = [], 0
-        while begin < len(sizes):
-            # Segments up to GROWTH times the shortest one share a block width.
-            end = bisect.bisect_right(sizes, int(sizes[begin] * GROWTH) + 1, lo=begin)
-            width = sizes[end - 1]
-            per_block = max(1, BLOCK_ROWS // width)
-            for lo in range(begin, end, per_block):
-                hi = min(end, lo + per_block)
-                offsets = torch.arange(width, device=starts.device)
-                positions = starts[lo:hi, None] + offsets
-                # Padding points one past the ratings: the zero row of the features, the zero target.
-                positions = torch.where(offsets < lengths[lo:hi, None], positions,
-                                        torch.full_like(positions, self.nnz))
-                gather = self._padded_cols.index_select(0, positions.reshape(-1)).view(hi - lo, width)
-                blocks.append((owners[lo:hi], gather.to(self._index_dtype),
-                               positions.to(self._index_dtype) if with_positions else None))
-            begin = end
-        return blocks
+        self.split = _bucket(padded_cols, index_dtype, local, starts, lengths, with_positions=False)
 
     def solve(self, features: torch.Tensor, target: torch.Tensor, rhs: torch.Tensor, penalty: torch.Tensor):
         """Solve ``(F_r^T F_r + diag(penalty_r)) x_r = F_r^T y_r`` for every row.
@@ -163,6 +142,35 @@ class RowBlocks:
             failed |= bad
             x.index_copy_(0, self.split_rows, solution.squeeze(-1))
         return x, bool(failed)
+
+
+def _bucket(padded_cols, index_dtype, owners, starts, lengths, with_positions):
+    """Bucket segments (owner, start, length) by length into padded gather blocks.
+
+    ``padded_cols`` holds every rating's column and, last, the padding column;
+    padding positions point at that last entry (and at the zero target).
+    """
+    order = torch.argsort(lengths, stable=True)
+    owners, starts, lengths = owners[order], starts[order], lengths[order]
+    sizes = lengths.tolist()
+    blocks, begin = [], 0
+    while begin < len(sizes):
+        # Segments up to GROWTH times the shortest one share a block width.
+        end = bisect.bisect_right(sizes, int(sizes[begin] * GROWTH) + 1, lo=begin)
+        width = sizes[end - 1]
+        per_block = max(1, BLOCK_ROWS // width)
+        for lo in range(begin, end, per_block):
+            hi = min(end, lo + per_block)
+            offsets = torch.arange(width, device=starts.device)
+            positions = starts[lo:hi, None] + offsets
+            # Padding points one past the ratings: the zero row of the features, the zero target.
+            positions = torch.where(offsets < lengths[lo:hi, None], positions,
+                                    torch.full_like(positions, padded_cols.numel() - 1))
+            gather = padded_cols.index_select(0, positions.reshape(-1)).view(hi - lo, width)
+            blocks.append((owners[lo:hi], gather.to(index_dtype),
+                           positions.to(index_dtype) if with_positions else None))
+        begin = end
+    return blocks
 
 
 def _cholesky_solve(matrices, rhs):

@@ -8,6 +8,8 @@ from typing import Callable, Optional
 
 import torch
 
+from .._config import check_choice
+
 #: Called after every epoch with its 1-based number and that epoch's metrics.
 EpochCallback = Callable[[int, dict], None]
 
@@ -131,8 +133,7 @@ class DivergenceGuard:
     """
 
     def __init__(self, values: torch.Tensor, on_divergence: str, hint: str):
-        if on_divergence not in ON_DIVERGENCE:
-            raise ValueError(f"on_divergence must be one of {ON_DIVERGENCE}, got {on_divergence!r}.")
+        check_choice("on_divergence", on_divergence, ON_DIVERGENCE)
         self.on_divergence, self.hint = on_divergence, hint
         # RMSE of the constant model: values are already centred where the model has a mean.
         self.reference = math.sqrt(float(values.double().pow(2).mean())) if values.numel() else 1.0

@@ -193,8 +193,6 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         if not (guard.sound(n_epochs, final) and (finite or guard.fail(n_epochs, "the factors hold NaN or infinity"))):
             truncate(history, n_epochs - 1)
     if guard.diverged is not None:
-        if kept is None:
-            guard.kept_epoch = None
         _restore(kept, pa, qa, params.get("yj"))
     zeros_u, zeros_i = torch.zeros_like(count_u), torch.zeros_like(count_i)
     return MFModel(mu, params["pu"].clone(), params["qi"].clone(),
