@@ -59,12 +59,17 @@ def low_rank_ratings(n_users=60, n_items=40, rank=3, density=0.5, noise=0.1, see
     return [(f"u{u}", f"i{i}", float(full[u, i])) for u, i in zip(users, items)]
 
 
-def dataset_from(ratings, tmp_path_factory, name="ratings.csv"):
+def dataset_from(ratings, tmp_path_factory, name="ratings.csv", rating_scale=(1, 5)):
     """A Surprise Dataset read from a file, exactly as users load theirs."""
     path = tmp_path_factory.mktemp("data") / name
     path.write_text("".join(f"{u},{i},{r!r}\n" for u, i, r in ratings))
     return Dataset.load_from_file(str(path), Reader(line_format="user item rating", sep=",",
-                                                    rating_scale=(1, 5)))
+                                                    rating_scale=rating_scale))
+
+
+def fitted(algo_class, trainset, **params):
+    """``algo_class`` with the fast parameters (overridden by ``params``), fitted."""
+    return algo_class(**{**FAST[algo_class], **params}).fit(trainset)
 
 
 @pytest.fixture(scope="session")

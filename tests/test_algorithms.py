@@ -6,19 +6,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from surprise import NMF, BaselineOnly, Dataset, Reader, accuracy, dump
+from surprise import NMF, BaselineOnly, accuracy, dump
 from surprise.trainset import Trainset
 from surprise.model_selection import train_test_split
 
 from surprise_torch import TorchNMF, TrainingDivergedError, TrainingDivergedWarning
 
-from .conftest import ALGORITHMS, CHANGES, DIVERGE, FAST, dataset_from, has_param, low_rank_ratings
+from .conftest import ALGORITHMS, CHANGES, DIVERGE, FAST, dataset_from, fitted, has_param, low_rank_ratings
 
 pytestmark = pytest.mark.parametrize("algo_class", ALGORITHMS, ids=lambda c: c.__name__)
-
-
-def fitted(algo_class, trainset, **params):
-    return algo_class(**{**FAST[algo_class], **params}).fit(trainset)
 
 
 def test_fit_returns_self_with_surprise_attributes(algo_class, split):
@@ -233,10 +229,7 @@ def test_float64_matches_float32(algo_class, split):
 
 def test_rating_scale_is_respected(algo_class, tmp_path_factory):
     ratings = [(u, i, r * 2 - 1) for u, i, r in low_rank_ratings(seed=2)]  # scale 1..9
-    path = tmp_path_factory.mktemp("scale") / "r.csv"
-    path.write_text("".join(f"{u},{i},{r!r}\n" for u, i, r in ratings))
-    data = Dataset.load_from_file(str(path), Reader(line_format="user item rating", sep=",",
-                                                    rating_scale=(1, 9)))
+    data = dataset_from(ratings, tmp_path_factory, rating_scale=(1, 9))
     trainset, testset = train_test_split(data, test_size=0.3, random_state=0)
     preds = fitted(algo_class, trainset).test(testset)
     assert all(1 <= p.est <= 9 for p in preds)

@@ -19,11 +19,7 @@ from surprise_torch import (TorchALS, TorchNMF, TorchSVD, TorchSVDpp, TrainingDi
                             complete_als, top_n, train_nmf, train_on_arrays)
 from surprise_torch.arrays import choose_layout
 
-from .conftest import ALGORITHMS, FAST, dataset_from, has_param, low_rank_ratings
-
-
-def fitted(algo_class, trainset, **params):
-    return algo_class(**{**FAST[algo_class], **params}).fit(trainset)
+from .conftest import ALGORITHMS, FAST, dataset_from, fitted, has_param, low_rank_ratings
 
 
 # -- 1. threads -------------------------------------------------------------------------
@@ -99,12 +95,7 @@ AFFINE = [(5.0, 0.0), (2.0, -7.0), (0.1, 3.0), (20.0, 100.0)]
 
 def _scaled_split(tmp_path_factory, a, b):
     ratings = [(u, i, a * r + b) for u, i, r in low_rank_ratings(seed=3)]
-    path = tmp_path_factory.mktemp("scaled") / "r.csv"
-    path.write_text("".join(f"{u},{i},{r!r}\n" for u, i, r in ratings))
-    from surprise import Dataset, Reader
-
-    data = Dataset.load_from_file(str(path), Reader(line_format="user item rating", sep=",",
-                                                    rating_scale=(a * 1 + b, a * 5 + b)))
+    data = dataset_from(ratings, tmp_path_factory, rating_scale=(a * 1 + b, a * 5 + b))
     return train_test_split(data, test_size=0.25, random_state=0)
 
 
