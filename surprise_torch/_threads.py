@@ -27,7 +27,7 @@ import numbers
 
 import torch
 
-__all__ = ["set_num_threads", "get_num_threads", "fit_threads", "thread_policy", "SINGLE_THREAD_WORK"]
+__all__ = ["set_num_threads", "fit_threads", "thread_policy", "SINGLE_THREAD_WORK"]
 
 #: Multiply-adds of a fit's widest per-epoch product (ratings x product width,
 #: see each trainer's ``work_per_rating``) under which the fit runs on one
@@ -59,11 +59,6 @@ def set_num_threads(n: int | None) -> None:
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
         raise ValueError(f"n must be None or a positive integer, got {n!r}.")
     _pinned = None if n is None else int(n)
-
-
-def get_num_threads() -> int | None:
-    """The count pinned by :func:`set_num_threads`, or None under the automatic policy."""
-    return _pinned
 
 
 def fit_threads(work: float) -> int:
