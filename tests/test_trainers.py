@@ -124,22 +124,28 @@ def test_the_default_fit_does_not_import_the_compiler():
 
 def _table_solve(self, features, offset, penalty):
     """The solver ALS used before row blocks: one sparse product against a table of factor products."""
+    from surprise_torch.trainers._observed import _csr
+
     y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
-    x = solve_ridge_rows(self.csr(torch.ones_like(y)), self.csr(y), features, penalty)
-    return x, self.csr(y) @ features, y
+    x = solve_ridge_rows(_csr(self.crow, self.cols, torch.ones_like(y), self.shape),
+                         _csr(self.crow, self.cols, y, self.shape), features, penalty)
+    return x, _csr(self.crow, self.cols, y, self.shape) @ features, y
 
 
 @pytest.mark.parametrize("biased", [True, False])
 def test_row_blocks_give_the_table_solvers_model(problem, monkeypatch, biased):
     import surprise_torch.trainers._blocks as blocks
+    import surprise_torch.trainers._observed as observed
     import surprise_torch.trainers.als as als
 
     ratings, mask = problem
     mask[3] = 0  # a user without ratings
     mask[5, 1:] = 0  # a user with one rating: kernel form
-    # Small blocks and segments, so that rows are split and buckets span several blocks.
+    # Small blocks and segments, so that rows are split and buckets span several blocks;
+    # small tiles, so that the item side's right-hand sides are summed over tiles.
     monkeypatch.setattr(blocks, "MAX_SEGMENT", 7)
     monkeypatch.setattr(blocks, "BLOCK_ROWS", 16)
+    monkeypatch.setattr(observed, "TILE_BYTES", 40)
     params = dict(n_factors=4, n_epochs=6, biased=biased, generator=torch.Generator().manual_seed(0))
     fast = train_als(ratings * mask, mask, **params)
     monkeypatch.setattr(als._Side, "solve", _table_solve)
@@ -171,3 +177,24 @@ def test_row_blocks_solve_every_rows_ridge_regression():
     want = ridge_reference(mask.numpy(), target.numpy(), features.numpy(), penalty.numpy())
     assert not failed
     np.testing.assert_allclose(x.numpy(), want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype):
+    import surprise_torch.trainers._observed as observed
+
+    gen = torch.Generator().manual_seed(3)
+    mask = torch.rand((37, 11), generator=gen) < 0.3
+    mask[4] = False  # a user without ratings: an empty column of the item side
+    obs = observed.Observed.from_mask(mask)
+    values = torch.randn(obs.nnz, generator=gen, dtype=dtype)
+    dense = torch.randn((37, 5), generator=gen, dtype=dtype)
+    plain = obs.by_item(values) @ dense
+    # 3 users' rows per tile: 13 tiles, the last one short.
+    monkeypatch.setattr(observed, "TILE_BYTES", 3 * 5 * dense.element_size())
+    tiled = observed.Observed.from_mask(mask)
+    torch.testing.assert_close(tiled.item_product(values, dense), plain)
+    assert len(tiled._item_product._tilings[3][1]) == 13
+    # The tiling is kept for the next product with the same tile size.
+    torch.testing.assert_close(tiled.item_product(2 * values, dense), 2 * plain)
+    assert list(tiled._item_product._tilings) == [3]

@@ -11,9 +11,17 @@ side without copying the index.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+
+#: Bytes of dense rows that one tile of an item-side product reads from (about
+#: a core's L2 cache). An item's raters are scattered over the whole user
+#: table; once that is far larger than the cache nearly every nonzero misses
+#: (ML-10M, 100 factors: 0.51 s per product, 0.10 s in tiles), so on the CPU
+#: the product runs tile by tile. The user side is not tiled: a user's items
+#: crowd on the popular ones, which stay cached (tiling it measured slower).
+TILE_BYTES = 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,11 @@ class Observed:
     item_order: torch.Tensor
     item_crow: torch.Tensor
     item_cols: torch.Tensor
+    _item_product: "CSRProduct" = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_item_product", CSRProduct(self.item_crow, self.item_cols, self.shape[::-1],
+                                                             order=self.item_order))
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> "Observed":
@@ -72,9 +85,79 @@ class Observed:
         """``(n_items, n_users)`` CSR matrix, the transpose, holding the same ``values``."""
         return _csr(self.item_crow, self.item_cols, values.index_select(0, self.item_order), self.shape[::-1])
 
+    def item_product(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """``by_item(values) @ dense``, tiled over ``dense``'s rows where that is faster (see :class:`CSRProduct`)."""
+        return self._item_product(values, dense)
+
     def counts(self, dtype):
         """Ratings per user and per item: the row lengths of the two CSR layouts."""
         return self.user_crow.diff().to(dtype), self.item_crow.diff().to(dtype)
+
+
+class CSRProduct:
+    """Products ``csr(values) @ dense`` for one fixed CSR pattern and changing values.
+
+    On the CPU, when ``dense`` is larger than :data:`TILE_BYTES`, the pattern
+    is cut into column tiles (each reading a cache-sized slice of ``dense``'s
+    rows) and the tiles' products are summed; the tiling is built on first
+    use for each tile size and kept. Elsewhere (a GPU, a small ``dense``) it is
+    the plain CSR product.
+
+    Parameters
+    ----------
+    crow, cols : torch.Tensor
+        CSR row pointers and column indices, columns ascending within a row.
+    shape : tuple of int
+        ``(n_rows, n_cols)``.
+    order : torch.Tensor, optional
+        ``values`` come in another order: the pattern's nonzeros are
+        ``values[order]``.
+    tiled : bool, default True
+        False always runs the plain product.
+    """
+
+    def __init__(self, crow: torch.Tensor, cols: torch.Tensor, shape, order: torch.Tensor | None = None,
+                 tiled: bool = True):
+        self.crow, self.cols, self.shape, self.order, self.tiled = crow, cols, tuple(shape), order, tiled
+        self._tilings = {}
+
+    def __call__(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """``csr(values) @ dense``: ``(n_rows, n_cols)`` times ``(n_cols, m)``."""
+        tile = max(1, TILE_BYTES // max(1, dense.shape[1] * dense.element_size()))
+        if not self.tiled or dense.device.type != "cpu" or tile >= self.shape[1]:
+            ordered = values if self.order is None else values.index_select(0, self.order)
+            return _csr(self.crow, self.cols, ordered, self.shape) @ dense
+        if tile not in self._tilings:
+            self._tilings[tile] = self._cut(tile)
+        order, parts = self._tilings[tile]
+        ordered = values.index_select(0, order)
+        out = dense.new_zeros((self.shape[0], dense.shape[1]))
+        for start, end, crow, cols, first, width in parts:
+            out += _csr(crow, cols, ordered[start:end], (self.shape[0], width)) @ dense[first:first + width]
+        return out
+
+    def _cut(self, tile):
+        """The nonzeros reordered by (column tile, row, column), and each tile's CSR pattern."""
+        n_rows, n_cols = self.shape
+        device = self.crow.device
+        rows = torch.repeat_interleave(torch.arange(n_rows, device=device), self.crow.diff())
+        tiles = self.cols // tile
+        # Stable: columns stay ascending within each (tile, row).
+        local = torch.argsort(tiles * n_rows + rows, stable=True)
+        order = local if self.order is None else self.order.index_select(0, local)
+        index_dtype = torch.int32 if max(self.cols.numel(), n_cols) < 2 ** 31 - 1 else torch.int64
+        n_tiles = (n_cols + tile - 1) // tile
+        per_row = torch.bincount(tiles * n_rows + rows, minlength=n_tiles * n_rows).view(n_tiles, n_rows)
+        sizes = per_row.sum(1).tolist()
+        cols = self.cols.index_select(0, local)
+        parts, start = [], 0
+        for t, size in enumerate(sizes):
+            crow = torch.cat([per_row.new_zeros(1), per_row[t].cumsum(0)]).to(index_dtype)
+            first = t * tile
+            parts.append((start, start + size, crow, (cols[start:start + size] - first).to(index_dtype),
+                          first, min(tile, n_cols - first)))
+            start += size
+        return order, parts
 
 
 def _crow(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from . import _blocks
 from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
                       init_factors, record, safe_counts)
-from ._observed import Observed, _csr, observed_ratings
+from ._observed import CSRProduct, Observed, observed_ratings
 
 __all__ = ["train_als", "solve_ridge_rows", "complete_als"]
 
@@ -257,17 +257,18 @@ class _Side:
     the other side's ids as columns.
     """
 
-    def __init__(self, crow, cols, target, shape, d):
+    def __init__(self, crow, cols, target, shape, d, tiled):
         self.crow, self.cols, self.target, self.shape = crow, cols, target, shape
         self.counts = crow.diff().to(target.dtype)
         self.blocks = RowBlocks(crow, cols, shape[1], d)
+        self.product = CSRProduct(crow, cols, shape, tiled=tiled)
 
     @classmethod
     def of_users(cls, obs: Observed, target, comm, d):
         lo, hi = comm.shard(obs.shape[0])
         start, end = int(obs.user_crow[lo]), int(obs.user_crow[hi])
         return cls(obs.user_crow[lo:hi + 1] - start, obs.items[start:end], target[start:end],
-                   (hi - lo, obs.shape[1]), d)
+                   (hi - lo, obs.shape[1]), d, tiled=False)
 
     @classmethod
     def of_items(cls, obs: Observed, target, comm, d):
@@ -275,10 +276,7 @@ class _Side:
         start, end = int(obs.item_crow[lo]), int(obs.item_crow[hi])
         order = obs.item_order[start:end]
         return cls(obs.item_crow[lo:hi + 1] - start, obs.item_cols[start:end], target.index_select(0, order),
-                   (hi - lo, obs.shape[0]), d)
-
-    def csr(self, values):
-        return _csr(self.crow, self.cols, values, self.shape)
+                   (hi - lo, obs.shape[0]), d, tiled=True)
 
     def penalty(self, k, reg, reg_bias, weighted):
         """Each row's diagonal ridge penalty: ``reg`` per factor (then ``reg_bias``), times its count if ``weighted``."""
@@ -293,7 +291,7 @@ class _Side:
         Returns the solutions, the right-hand sides, and the fitted values.
         """
         y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
-        rhs = self.csr(y) @ features
+        rhs = self.product(y, features)
         x, failed = self.blocks.solve(features, y, rhs, penalty)
         if failed:
             # NaN rather than an error, so that the trainer's divergence guard

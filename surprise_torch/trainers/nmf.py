@@ -76,7 +76,7 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     count_u, count_i = obs.counts(dtype)
     mu = float(values.double().mean()) if biased else 0.0
     pattern = obs.by_user(torch.ones_like(values))
-    by_user_values, by_item_values = obs.by_user(values), obs.by_item(values)
+    by_user_values = obs.by_user(values)
 
     def uniform(n):
         out = torch.empty((n, n_factors), dtype=torch.float64)
@@ -115,9 +115,8 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
             break
         kept = (pu, qi, bu, bi)
         guard.keep(epoch - 1)
-        by_user_est, by_item_est = obs.by_user(est), obs.by_item(est)
-        user_num, user_den = by_user_values @ qi, by_user_est @ qi
-        item_num, item_den = by_item_values @ pu, by_item_est @ pu
+        user_num, user_den = by_user_values @ qi, obs.by_user(est) @ qi
+        item_num, item_den = obs.item_product(values, pu), obs.item_product(est, pu)
         user_den += reg_pu * count_u[:, None] * pu
         item_den += reg_qi * count_i[:, None] * qi
         if biased:

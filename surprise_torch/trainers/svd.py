@@ -124,7 +124,7 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         # |N(u)|^-1/2 as sparse matrices in both directions: the implicit sums
         # of all users, and their gradient back to every yj, are one product each.
         norm_values = safe_counts(count_u).rsqrt().index_select(0, obs.users)
-        norm, norm_t = obs.by_user(norm_values), obs.by_item(norm_values)
+        norm = obs.by_user(norm_values)
         params["yj"] = init_factors(n_items, k, init_mean, init_std_dev, generator, device, dtype)
         # yj is regularised once per rating of every user who rated j.
         weights["yj"] = torch.zeros_like(count_i).index_add_(0, obs.items, count_u.index_select(0, obs.users))
@@ -167,12 +167,12 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         kept = snapshot()
         guard.keep(epoch - 1)
         grad_pa = obs.by_user(err) @ qa
-        grad_qa = obs.by_item(err) @ ea
+        grad_qa = obs.item_product(err, ea)
         grads = {"pu": grad_pa[:, :k], "qi": grad_qa[:, :k]}
         if biased:
             grads["bu"], grads["bi"] = grad_pa[:, k], grad_qa[:, k + 1]
         if implicit:
-            grads["yj"] = norm_t @ grad_pa[:, :k]
+            grads["yj"] = obs.item_product(norm_values, grad_pa[:, :k])
         for t, p in params.items():
             p.grad = grads[t].mul_(inv[t]).add_(p, alpha=reg[t])
         opt.step()
