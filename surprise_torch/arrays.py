@@ -79,8 +79,13 @@ def ratings_tensor(arrays: RatingArrays, layout: str, device, dtype):
         return to_dense(arrays, device, dtype)
     indices = torch.from_numpy(np.stack([arrays.users, arrays.items])).to(device)
     values = torch.from_numpy(arrays.ratings).to(device=device, dtype=dtype)
-    coo = torch.sparse_coo_tensor(indices, values, (arrays.n_users, arrays.n_items), check_invariants=False)
-    return coo.coalesce(), None
+    keys = arrays.users * arrays.n_items + arrays.items
+    # as_rating_arrays sorts and deduplicates: then the COO tensor is coalesced
+    # as it stands, and sorting 10M ratings again (0.6 s) is skipped.
+    ordered = bool(np.all(keys[1:] > keys[:-1]))
+    coo = torch.sparse_coo_tensor(indices, values, (arrays.n_users, arrays.n_items), check_invariants=False,
+                                  is_coalesced=ordered)
+    return (coo if ordered else coo.coalesce()), None
 
 
 def training_bytes(trainer, n_users: int, n_items: int, n_ratings: int, dtype: torch.dtype, layout: str,
@@ -139,14 +144,14 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
     if users.min() < 0 or items.min() < 0 or users.max() >= n_users or items.max() >= n_items:
         raise ValueError(f"user ids must lie in [0, {n_users}) and item ids in [0, {n_items}).")
     keys = users * n_items + items
-    # The last occurrence of each pair, sorted by (user, item).
-    unique, last_from_end = np.unique(keys[::-1], return_index=True)
-    if unique.size < keys.size:
-        keep = keys.size - 1 - last_from_end
+    if np.any(keys[1:] <= keys[:-1]):
+        # Sorted by (user, item), keeping the last occurrence of each pair; torch's
+        # stable sort of integers is several times NumPy's.
+        order = torch.argsort(torch.from_numpy(keys), stable=True).numpy()
+        keys = keys[order]
+        last = np.append(keys[1:] != keys[:-1], True)
+        keep = order[last] if not last.all() else order
         users, items, ratings = users[keep], items[keep], ratings[keep]
-    elif np.any(keys[1:] < keys[:-1]):
-        order = np.argsort(keys, kind="stable")
-        users, items, ratings = users[order], items[order], ratings[order]
     return RatingArrays(users, items, ratings, n_users, n_items)
 
 
@@ -310,7 +315,8 @@ class RatingScale:
             center, spread = 0.0, float(np.abs(ratings).max()) / NONNEGATIVE_TOP
         else:
             center = float(ratings.mean()) if centred else 0.0
-            spread = float(np.sqrt(np.mean(np.square(ratings - center))))
+            deviations = ratings - center
+            spread = float(np.sqrt(deviations @ deviations / deviations.size))
         # All ratings equal (to the center): any spread standardises them to 0.
         return cls(center, spread if spread > 0 and math.isfinite(spread) else 1.0)
 

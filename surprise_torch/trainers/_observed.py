@@ -65,11 +65,12 @@ class Observed:
     def from_coordinates(cls, users: torch.Tensor, items: torch.Tensor, shape) -> "Observed":
         """Index coordinates already sorted by user (then item)."""
         n_users, n_items = shape
-        item_order = torch.argsort(items * n_users + users)
+        # Users are sorted already: a stable sort by item alone orders by (item, user).
+        item_order = torch.argsort(_narrow(items, n_items), stable=True)
         return cls(
             users=users, items=items, shape=(n_users, n_items),
             user_crow=_crow(users, n_users), item_order=item_order,
-            item_crow=_crow(items[item_order], n_items), item_cols=users[item_order],
+            item_crow=_crow(items.index_select(0, item_order), n_items), item_cols=users.index_select(0, item_order),
         )
 
     @property
@@ -142,8 +143,8 @@ class CSRProduct:
         device = self.crow.device
         rows = torch.repeat_interleave(torch.arange(n_rows, device=device), self.crow.diff())
         tiles = self.cols // tile
-        # Stable: columns stay ascending within each (tile, row).
-        local = torch.argsort(tiles * n_rows + rows, stable=True)
+        # The nonzeros are sorted by (row, column): a stable sort by tile alone orders by (tile, row, column).
+        local = torch.argsort(_narrow(tiles, n_cols), stable=True)
         order = local if self.order is None else self.order.index_select(0, local)
         index_dtype = torch.int32 if max(self.cols.numel(), n_cols) < 2 ** 31 - 1 else torch.int64
         n_tiles = (n_cols + tile - 1) // tile
@@ -158,6 +159,11 @@ class CSRProduct:
                           first, min(tile, n_cols - first)))
             start += size
         return order, parts
+
+
+def _narrow(index: torch.Tensor, bound: int) -> torch.Tensor:
+    """``index`` (values below ``bound``) as int32 where that fits: sorting it is faster."""
+    return index.to(torch.int32) if bound < 2 ** 31 else index
 
 
 def _crow(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:
