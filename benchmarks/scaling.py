@@ -2,10 +2,12 @@
 
 Each (algorithm, shape) runs in its own process so that its peak memory is
 its own. Our algorithms go through the same path as ``fit`` after Surprise's
-Trainset (ratings arrays -> dense tensors -> trainer); Surprise's SVD gets a
-real Trainset and is run on the ML-1M shape only (larger ones take it tens of
-minutes). A shape whose dense layout does not fit is reported as refused,
-with the estimate ``fit`` gives, instead of crashing.
+Trainset (ratings arrays -> tensors -> trainer); Surprise's SVD gets a real
+Trainset and runs on the ML-1M and ML-10M shapes only (larger ones take it
+tens of minutes). Optional competitors (LensKit's ALS, Spark's ALS, cornac's
+MF) are skipped with a line saying so when not installed. A shape whose
+dense layout does not fit is reported as refused, with the estimate ``fit``
+gives, instead of crashing.
 
 Usage: ``python -m benchmarks.scaling --out benchmarks/results/scaling-cpu``
 """
@@ -26,7 +28,13 @@ import numpy as np
 from .environment import describe_environment
 from .synthetic import SHAPES, synthetic_ratings
 
-EPOCHS = {"TorchALS": 3, "TorchSVD": 5, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 3, "LensKit-ALS": 3, "cornac-MF": 20}
+#: Epochs (ALS: sweeps) each algorithm runs. ALS and SVD++/NMF rows time a few; TorchSVD, Surprise's SVD
+#: and cornac's MF run their defaults (30, 20, 20), so that their held-out RMSEs compare fitted models.
+EPOCHS = {"TorchALS": 3, "TorchSVD": 30, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 20, "LensKit-ALS": 3,
+          "Spark-ALS": 5, "cornac-MF": 20}
+
+#: Shapes Surprise's SVD runs on (pure-Python Trainset building and 2-3 s per epoch at ML-10M).
+SURPRISE_SHAPES = ("ml-1m", "ml-10m")
 
 #: Share of each synthetic rating set held out (seeded) to score every algorithm's predictions.
 HOLDOUT = 0.1
@@ -63,6 +71,8 @@ def worker(algorithm, shape, device, epochs, layout, als_factors):
         return out | _lenskit_als(users, items, ratings, n_users, n_items, epochs, als_factors)
     if algorithm == "cornac-MF":
         return out | _cornac_mf(users, items, ratings, n_users, n_items, epochs, test)
+    if algorithm == "Spark-ALS":
+        return out | _spark_als(users, items, ratings, n_users, n_items, epochs, als_factors, test)
     dev = resolve_device(device)
     # Each trainer with the defaults of its Surprise adapter (TorchALS: --als-factors).
     algo = {"TorchALS": TorchALS(n_factors=als_factors), "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
@@ -168,7 +178,7 @@ def _lenskit_als(users, items, ratings, n_users, n_items, epochs, k):
 
 
 def _cornac_mf(users, items, ratings, n_users, n_items, epochs, test):
-    """cornac's MF (Cython SGD on every core) with k=100, as the issue compares; seconds per epoch from the whole fit."""
+    """cornac's MF (Cython SGD on every core) with k=100 and its other defaults; seconds per epoch from the whole fit."""
     import importlib.util
 
     if importlib.util.find_spec("cornac") is None:
@@ -180,7 +190,7 @@ def _cornac_mf(users, items, ratings, n_users, n_items, epochs, test):
     data = Dataset.from_uir(list(zip(users.tolist(), items.tolist(), ratings.astype(float).tolist())), seed=0)
     conversion = time.perf_counter() - start
     start = time.perf_counter()
-    model = MF(k=100, max_iter=epochs, lambda_reg=0.1, verbose=False).fit(data)
+    model = MF(k=100, max_iter=epochs, verbose=False).fit(data)  # cornac's defaults otherwise (lambda_reg 0.02)
     fit_s = time.perf_counter() - start
     # cornac numbers users and items itself: map them back to ours (absent ones predict from the biases alone).
     pu, qi = np.zeros((n_users, 100)), np.zeros((n_items, 100))
@@ -192,6 +202,54 @@ def _cornac_mf(users, items, ratings, n_users, n_items, epochs, test):
     return {"status": "ok", "n_factors": 100, "conversion_s": conversion, "epoch_s": fit_s / epochs,
             "test_rmse": heldout_rmse(float(model.global_mean), pu, qi, bu, bi, test),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _spark_als(users, items, ratings, n_users, n_items, epochs, k, test):
+    """Spark MLlib's ALS (explicit, ALS-WR regularisation 0.1) in local mode on every core.
+
+    After a warm-up fit (the JVM compiles its kernels), fits of 1 and of
+    ``epochs`` sweeps: the first is the first-epoch time (everything after
+    the DataFrame exists), the difference over ``epochs - 1`` the time per
+    sweep. Peak RSS adds the JVM's high-water
+    mark to this process's. Spark's model has no biases: it predicts
+    ``pu . qi`` (users or items it did not see: 0, clipped to 1 star).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        return {"status": "skipped", "reason": "pyspark is not installed (pip install pyspark; needs Java 17)"}
+    import pandas as pd
+    from pyspark.ml.recommendation import ALS
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master("local[*]").appName("scaling")
+             .config("spark.driver.memory", "12g").config("spark.sql.execution.arrow.pyspark.enabled", "true")
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        frame = spark.createDataFrame(pd.DataFrame({"user": users.astype(np.int32), "item": items.astype(np.int32),
+                                                    "rating": ratings.astype(np.float32)})).cache()
+        frame.count()
+        times = {}
+        for sweeps in (1, 1, epochs):  # the first is the warm-up
+            start = time.perf_counter()
+            model = ALS(rank=k, maxIter=sweeps, regParam=0.1, userCol="user", itemCol="item", ratingCol="rating",
+                        seed=0).fit(frame)
+            times[sweeps] = time.perf_counter() - start
+        pu, qi = np.zeros((n_users, k)), np.zeros((n_items, k))
+        for table, rows in ((pu, model.userFactors), (qi, model.itemFactors)):
+            factors = rows.toPandas()
+            table[factors["id"].to_numpy()] = np.stack(factors["features"].to_numpy())
+        with open(f"/proc/{spark.sparkContext._gateway.proc.pid}/status") as status:
+            jvm_kib = int(re.search(r"VmHWM:\s+(\d+)", status.read())[1])
+    finally:
+        spark.stop()
+    epoch_s = (times[epochs] - times[1]) / (epochs - 1)
+    flops = epoch_flops("TorchALS", n_users, n_items, int(ratings.size), k)  # the same normal equations
+    return {"status": "ok", "n_factors": k, "first_epoch_s": times[1], "epoch_s": epoch_s,
+            "gflop_per_epoch": flops / 1e9, "gflops": flops / epoch_s / 1e9,
+            "test_rmse": heldout_rmse(0.0, pu, qi, np.zeros(n_users), np.zeros(n_items), test),
+            "peak_rss_gib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + jvm_kib) / 2**20}
 
 
 def _surprise_svd(users, items, ratings, n_users, n_items, epochs, test):
@@ -221,17 +279,20 @@ floating-point operations counted from the algorithm (benchmarks/scaling.py, epo
 "of GEMM" compares that with this machine's dense float32 GEMM. Peak RSS: the whole worker process,
 data generation included. Surprise's SVD gets a Trainset built from the same arrays; LensKit's ALS
 (when installed) a LensKit Dataset, and its GFLOP/s counts the same normal equations as TorchALS's;
-cornac's MF (when installed; k=100, 20 epochs, its s / epoch is the whole fit over 20) a cornac Dataset.
+Spark's ALS (when installed; local mode, regParam 0.1; s / epoch from fits of 1 and 5 sweeps after a
+warm-up fit; peak RSS includes the JVM's) a DataFrame; cornac's MF (when installed; k=100 and its
+defaults, 20 epochs; its s / epoch is the whole fit over 20) a cornac Dataset.
 Every algorithm trains on the same seeded 90% of the ratings; held-out RMSE scores the other 10%
-(predictions clipped to 1..5; not extracted from LensKit's model) after the epochs run here, which
-differ between algorithms (benchmarks/scaling.py, EPOCHS): a timing run, not converged models.
+(predictions clipped to 1..5; not extracted from LensKit's model) after the epochs run here
+(benchmarks/scaling.py, EPOCHS): TorchSVD, Surprise's SVD and cornac's MF run their default epochs
+(30, 20, 20), so theirs compare fitted models; the ALS, SVD++ and NMF rows time a few sweeps only.
 
 """
 
 
 def _layout_text(row):
     if row.get("status") == "ok":
-        return "fits" if row["algorithm"] not in ("SVD", "LensKit-ALS", "cornac-MF") else "n/a"
+        return "fits" if row["algorithm"] not in ("SVD", "LensKit-ALS", "Spark-ALS", "cornac-MF") else "n/a"
     reason = row.get("reason", row.get("error", "failed"))
     match = re.search(r"needs about (\S+) GiB .* only (\S+) GiB", reason)
     if match:
@@ -281,7 +342,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     for shape in args.shapes:
         for algorithm in args.algorithms:
-            if algorithm == "SVD" and shape != "ml-1m":
+            if algorithm == "SVD" and shape not in SURPRISE_SHAPES:
                 continue
             print(f"{algorithm} on {shape}...", file=sys.stderr, flush=True)
             n_users, n_items, n_ratings = SHAPES[shape]
