@@ -12,6 +12,7 @@ import numpy as np
 
 #: name -> (users, items, ratings) of the real dataset it imitates
 SHAPES = {
+    "ml-latest-small": (610, 9_724, 100_836),
     "ml-1m": (6_040, 3_706, 1_000_209),
     "ml-10m": (69_878, 10_677, 10_000_054),
     "ml-20m": (138_493, 26_744, 20_000_263),
