@@ -125,3 +125,15 @@ def test_users_and_items_without_ratings_train_cleanly(name):
     for tensor in (model.pu, model.qi, model.bu, model.bi):
         assert torch.isfinite(tensor).all()
     assert all(np.isfinite(v) for v in model.history["loss"])
+
+
+def test_the_sparse_tensor_is_coalesced_whatever_the_order_of_the_arrays():
+    from surprise_torch._data import RatingArrays
+
+    ordered = arrays_module.as_rating_arrays([1, 0, 1, 0], [1, 1, 0, 0], [4.0, 2.0, 3.0, 1.0])
+    unordered = RatingArrays(np.array([1, 0, 1, 0]), np.array([1, 1, 0, 0]), np.array([4.0, 2.0, 3.0, 1.0]), 2, 2)
+    for arrays in (ordered, unordered):
+        tensor, mask = arrays_module.ratings_tensor(arrays, "sparse", torch.device("cpu"), torch.float64)
+        assert mask is None and tensor.is_coalesced()
+        assert tensor.indices().tolist() == [[0, 0, 1, 1], [0, 1, 0, 1]]
+        assert tensor.values().tolist() == [1.0, 2.0, 3.0, 4.0]
