@@ -18,7 +18,7 @@ import torch
 #: Bytes of dense rows that one tile of an item-side product reads from (about
 #: a core's L2 cache). An item's raters are scattered over the whole user
 #: table; once that is far larger than the cache nearly every nonzero misses
-#: (ML-10M, 100 factors: 0.51 s per product, 0.10 s in tiles), so on the CPU
+#: (ML-10M, 100 factors: 0.51 s per product, 0.11 s in tiles), so on the CPU
 #: the product runs tile by tile. The user side is not tiled: a user's items
 #: crowd on the popular ones, which stay cached (tiling it measured slower).
 TILE_BYTES = 2 ** 20
