@@ -210,9 +210,9 @@ def _spark_als(users, items, ratings, n_users, n_items, epochs, k, test):
     After a warm-up fit (the JVM compiles its kernels), fits of 1 and of
     ``epochs`` sweeps: the first is the first-epoch time (everything after
     the DataFrame exists), the difference over ``epochs - 1`` the time per
-    sweep. Peak RSS adds the JVM's high-water
-    mark to this process's. Spark's model has no biases: it predicts
-    ``pu . qi`` (users or items it did not see: 0, clipped to 1 star).
+    sweep. Peak RSS adds the JVM's high-water mark to this process's.
+    Spark's model has no biases: it predicts ``pu . qi`` (users or items it
+    did not see: 0, clipped to 1 star).
     """
     import importlib.util
 
