@@ -4,8 +4,9 @@ Rating matrices are mostly empty (ML-100K is 6% full), so products that only
 involve observed entries run several times faster as CSR sparse-dense
 products than as dense GEMMs over the whole matrix. :class:`Observed` keeps
 the observed coordinates once, in user-major order, with the permutation to
-item-major order, and wraps any per-rating vector as a CSR matrix for either
-side without copying the index.
+item-major order; it wraps any per-rating vector as a user-major CSR matrix
+without copying the index, and multiplies the item-major one by dense rows
+through :class:`CSRProduct`, which tiles that product on the CPU.
 """
 
 from __future__ import annotations
