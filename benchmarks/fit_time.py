@@ -19,6 +19,7 @@ def main(argv=None):
     parser.add_argument("--shape", default="ml-latest-small", choices=list(SHAPES))
     parser.add_argument("--algorithm", default="TorchALS", choices=["TorchALS", "TorchSVD", "TorchSVDpp", "TorchNMF"])
     parser.add_argument("--n-factors", type=int, default=None, help="default: the algorithm's")
+    parser.add_argument("--layout", default="auto", choices=["auto", "dense", "sparse"])
     parser.add_argument("--repeat", type=int, default=3, help="timed fits, after one warm-up fit")
     args = parser.parse_args(argv)
 
@@ -32,9 +33,9 @@ def main(argv=None):
     for _ in range(args.repeat + 1):
         start = time.perf_counter()
         train_on_arrays(algo._trainer, users, items, ratings, n_users=n_users, n_items=n_items, random_state=0,
-                        **algo._trainer_kwargs())
+                        layout=args.layout, **algo._trainer_kwargs())
         times.append(time.perf_counter() - start)
-    print(f"{algo!r} on the {args.shape} shape ({ratings.size:,} ratings): median fit "
+    print(f"{algo!r} on the {args.shape} shape ({ratings.size:,} ratings, layout {args.layout}): median fit "
           f"{np.median(times[1:]):.3f} s over {args.repeat} (after a warm-up: {times[0]:.3f} s); "
           f"all: {', '.join(f'{t:.3f}' for t in times[1:])}")
     return 0

@@ -26,7 +26,7 @@ def test_fit_returns_self_with_surprise_attributes(algo_class, split):
     assert algo.bu.shape == (trainset.n_users,) and algo.bi.shape == (trainset.n_items,)
     for name in ("pu", "qi", "bu", "bi"):
         assert isinstance(getattr(algo, name), np.ndarray) and getattr(algo, name).dtype == np.float64
-    assert algo.device_ == "cpu" and algo.layout_ == "dense"  # auto: tiny data stays dense
+    assert algo.device_ == "cpu" and algo.layout_ == "sparse"  # auto: sparse on the CPU
     assert 0 < algo.conversion_s_ < 10
 
 

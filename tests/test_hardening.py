@@ -320,11 +320,15 @@ def test_complete_als_refuses_what_is_not_a_complete_matrix(matrix, match):
         complete_als(matrix)
 
 
-def test_auto_layout_weighs_how_many_ratings_there_are():
-    cpu = torch.device("cpu")
-    assert choose_layout("auto", 12_000, 12_000, torch.float32, cpu, n_ratings=3) == "sparse"
-    assert choose_layout("auto", 943, 1682, torch.float32, cpu, n_ratings=80_000) == "dense"
-    assert choose_layout("auto", 10, 10, torch.float32, cpu, n_ratings=1) == "dense"  # tiny: dense is free
+def test_auto_layout_weighs_how_many_ratings_there_are(monkeypatch):
+    import surprise_torch.arrays as arrays_module
+
+    # Where auto may choose the dense layout (MPS; described, not used), with memory to spare.
+    monkeypatch.setattr(arrays_module, "available_bytes", lambda device: 2 ** 33)
+    mps = torch.device("mps")
+    assert choose_layout("auto", 12_000, 12_000, torch.float32, mps, n_ratings=3) == "sparse"
+    assert choose_layout("auto", 943, 1682, torch.float32, mps, n_ratings=80_000) == "dense"
+    assert choose_layout("auto", 10, 10, torch.float32, mps, n_ratings=1) == "dense"  # tiny: dense is free
 
 
 def test_pickles_carry_the_new_attributes(split):

@@ -55,13 +55,20 @@ def test_algorithms_give_the_same_model_in_both_layouts(algo_class, split):
         algo_class(**FAST[algo_class], layout="csr").fit(trainset)
 
 
-def test_auto_layout_follows_the_memory_budget(monkeypatch):
-    cpu = torch.device("cpu")
-    assert arrays_module.choose_layout("auto", 1000, 1000, torch.float32, cpu) == "dense"
+def test_auto_layout_is_sparse_where_sparse_products_run():
+    for device in ("cpu", "cuda"):
+        assert arrays_module.choose_layout("auto", 10, 10, torch.float32, torch.device(device), n_ratings=90) == "sparse"
+    assert arrays_module.choose_layout("dense", 10, 10, torch.float32, torch.device("cpu")) == "dense"
+
+
+def test_auto_layout_follows_the_memory_budget_elsewhere(monkeypatch):
+    mps = torch.device("mps")  # only described here: no MPS device is needed
+    monkeypatch.setattr(arrays_module, "available_bytes", lambda device: 2 ** 30)
+    assert arrays_module.choose_layout("auto", 1000, 1000, torch.float32, mps) == "dense"
     # 1000 x 1000 x 2 buffers x 4 bytes = 8 MB: over a quarter of 16 MB.
     monkeypatch.setattr(arrays_module, "available_bytes", lambda device: 16 * 10**6)
-    assert arrays_module.choose_layout("auto", 1000, 1000, torch.float32, cpu) == "sparse"
-    assert arrays_module.choose_layout("dense", 1000, 1000, torch.float32, cpu) == "dense"
+    assert arrays_module.choose_layout("auto", 1000, 1000, torch.float32, mps) == "sparse"
+    assert arrays_module.choose_layout("dense", 1000, 1000, torch.float32, mps) == "dense"
 
 
 def test_too_large_fails_before_allocating_with_the_estimate(monkeypatch):
