@@ -325,8 +325,8 @@ def main(argv=None):
                         choices=list(EPOCHS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layout", default="auto", choices=["auto", "dense", "sparse"],
-                        help="layout of our algorithms (default auto: dense while it takes under a quarter "
-                             "of the available memory)")
+                        help="layout of our algorithms (default auto: sparse on the CPU and CUDA; "
+                             "see surprise_torch.arrays.choose_layout)")
     parser.add_argument("--als-factors", type=int, default=50, help="TorchALS factors (default 50)")
     parser.add_argument("--out", default="bench-results/scaling")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")

@@ -38,8 +38,8 @@ class TorchALS(TorchMFAlgo):
     dtype : str or torch.dtype, optional
     layout : {"auto", "dense", "sparse"}, default "auto"
         How the ratings reach the trainer: a dense matrix and mask, or a
-        sparse tensor; "auto" is dense while it takes under a quarter of the
-        device's available memory. Both give the same model.
+        sparse tensor; "auto" is sparse on the CPU and CUDA (see
+        ``surprise_torch.arrays.choose_layout``). Both give the same model.
     log_dir : str, optional
         TensorBoard log directory (needs ``tensorboard``).
     distributed : bool, default False

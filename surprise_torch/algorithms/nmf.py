@@ -33,8 +33,8 @@ class TorchNMF(TorchMFAlgo):
     dtype : str or torch.dtype, optional
     layout : {"auto", "dense", "sparse"}, default "auto"
         How the ratings reach the trainer: a dense matrix and mask, or a
-        sparse tensor; "auto" is dense while it takes under a quarter of the
-        device's available memory. Both give the same model.
+        sparse tensor; "auto" is sparse on the CPU and CUDA (see
+        ``surprise_torch.arrays.choose_layout``). Both give the same model.
     log_dir : str, optional
     on_divergence : {"warn", "raise"}, default "warn"
         When training blows up (a NaN, or a training RMSE far above
