@@ -24,6 +24,8 @@ import bisect
 
 import torch
 
+from ._observed import index_dtype
+
 #: Buckets grow by this factor in length: a segment is padded by at most 25%.
 GROWTH = 1.25
 
@@ -59,16 +61,16 @@ class RowBlocks:
         short = (counts > 0) & (counts < d)
         # Column indices as int32 where they fit: the gather indices are the layout's largest array.
         # Only the blocks are kept; the padded columns are needed while building them.
-        index_dtype = torch.int32 if max(n_cols, cols.numel()) < 2**31 - 1 else torch.int64
+        narrow = index_dtype(max(n_cols, cols.numel()))
         padded_cols = torch.cat([cols, cols.new_full((1,), n_cols)])
         rows = torch.arange(self.n_rows, device=device)
         # Short rows, in kernel form.
-        self.short = _bucket(padded_cols, index_dtype, rows[short], crow[:-1][short], counts[short],
+        self.short = _bucket(padded_cols, narrow, rows[short], crow[:-1][short], counts[short],
                              with_positions=True)
         # Long rows of one segment: each block's Gram matrices are factored and
         # solved at once, while they are in cache.
         whole = (counts >= d) & (counts <= MAX_SEGMENT)
-        self.whole = _bucket(padded_cols, index_dtype, rows[whole], crow[:-1][whole], counts[whole],
+        self.whole = _bucket(padded_cols, narrow, rows[whole], crow[:-1][whole], counts[whole],
                              with_positions=False)
         # The longest rows: cut into segments of MAX_SEGMENT ratings, whose Gram matrices are summed.
         split_rows = rows[counts > MAX_SEGMENT]
@@ -81,7 +83,7 @@ class RowBlocks:
         starts = crow.index_select(0, split_rows.index_select(0, local)) + index * MAX_SEGMENT
         lengths = torch.clamp(split_counts.index_select(0, local) - index * MAX_SEGMENT, max=MAX_SEGMENT)
         # Owners given by `local`: positions in split_rows, where their Gram matrices are summed.
-        self.split = _bucket(padded_cols, index_dtype, local, starts, lengths, with_positions=False)
+        self.split = _bucket(padded_cols, narrow, local, starts, lengths, with_positions=False)
 
     def solve(self, features: torch.Tensor, target: torch.Tensor, rhs: torch.Tensor, penalty: torch.Tensor):
         """Solve ``(F_r^T F_r + diag(penalty_r)) x_r = F_r^T y_r`` for every row.
@@ -144,7 +146,7 @@ class RowBlocks:
         return x, bool(failed)
 
 
-def _bucket(padded_cols, index_dtype, owners, starts, lengths, with_positions):
+def _bucket(padded_cols, narrow, owners, starts, lengths, with_positions):
     """Bucket segments (owner, start, length) by length into padded gather blocks.
 
     ``padded_cols`` holds every rating's column and, last, the padding column;
@@ -167,8 +169,8 @@ def _bucket(padded_cols, index_dtype, owners, starts, lengths, with_positions):
             positions = torch.where(offsets < lengths[lo:hi, None], positions,
                                     torch.full_like(positions, padded_cols.numel() - 1))
             gather = padded_cols.index_select(0, positions.reshape(-1)).view(hi - lo, width)
-            blocks.append((owners[lo:hi], gather.to(index_dtype),
-                           positions.to(index_dtype) if with_positions else None))
+            blocks.append((owners[lo:hi], gather.to(narrow),
+                           positions.to(narrow) if with_positions else None))
         begin = end
     return blocks
 

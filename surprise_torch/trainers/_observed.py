@@ -57,9 +57,8 @@ class Observed:
         object.__setattr__(self, "_item_product", CSRProduct(self.item_crow, self.item_cols, self.shape[::-1],
                                                              order=self.item_order))
         # int32 CSR indices where they fit: a quarter less memory traffic per product (ML-10M: 0.105 -> 0.078 s).
-        narrow = max(self.nnz, self.shape[1]) < 2 ** 31 - 1
-        object.__setattr__(self, "_user_index", (self.user_crow.to(torch.int32), self.items.to(torch.int32))
-                           if narrow else (self.user_crow, self.items))
+        narrow = index_dtype(max(self.nnz, self.shape[1]))
+        object.__setattr__(self, "_user_index", (self.user_crow.to(narrow), self.items.to(narrow)))
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> "Observed":
@@ -152,24 +151,32 @@ class CSRProduct:
         # The nonzeros are sorted by (row, column): a stable sort by tile alone orders by (tile, row, column).
         local = torch.argsort(_narrow(tiles, n_cols), stable=True)
         order = local if self.order is None else self.order.index_select(0, local)
-        index_dtype = torch.int32 if max(self.cols.numel(), n_cols) < 2 ** 31 - 1 else torch.int64
+        narrow = index_dtype(max(self.cols.numel(), n_cols))
         n_tiles = (n_cols + tile - 1) // tile
         per_row = torch.bincount(tiles * n_rows + rows, minlength=n_tiles * n_rows).view(n_tiles, n_rows)
         sizes = per_row.sum(1).tolist()
         cols = self.cols.index_select(0, local)
         parts, start = [], 0
         for t, size in enumerate(sizes):
-            crow = torch.cat([per_row.new_zeros(1), per_row[t].cumsum(0)]).to(index_dtype)
+            crow = torch.cat([per_row.new_zeros(1), per_row[t].cumsum(0)]).to(narrow)
             first = t * tile
-            parts.append((start, start + size, crow, (cols[start:start + size] - first).to(index_dtype),
+            parts.append((start, start + size, crow, (cols[start:start + size] - first).to(narrow),
                           first, min(tile, n_cols - first)))
             start += size
         return order, parts
 
 
+def index_dtype(bound: int) -> torch.dtype:
+    """int32 for indices and CSR pointers below ``bound`` where they fit, else int64.
+
+    Half the bytes to move: CSR products, gathers and sorts run faster on them.
+    """
+    return torch.int32 if bound < 2 ** 31 - 1 else torch.int64
+
+
 def _narrow(index: torch.Tensor, bound: int) -> torch.Tensor:
-    """``index`` (values below ``bound``) as int32 where that fits: sorting it is faster."""
-    return index.to(torch.int32) if bound < 2 ** 31 else index
+    """``index`` (values below ``bound``) in :func:`index_dtype`: sorting it is faster."""
+    return index.to(index_dtype(bound))
 
 
 def _crow(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:
