@@ -8,6 +8,9 @@ on its first fit, making ``cross_validate(..., n_jobs=2)`` slower than
 ``torch.optim.SGD``, ``RMSprop`` and ``Adam`` with their default settings, in
 the same operation order, and import nothing. An optimizer class passed by
 the user (any ``torch.optim.Optimizer``) is still used as given.
+
+A group's ``lr`` may also be a tensor that broadcasts against its parameter
+(one rate per row): stacked fits (:mod:`._stack`) each keep their own rate.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ __all__ = ["SGD", "RMSprop", "Adam"]
 
 
 class _Plain:
-    """Parameter groups ``[{"params": [tensor], "lr": float}, ...]`` updated from each tensor's ``.grad``."""
+    """Parameter groups ``[{"params": [tensor], "lr": float or tensor}, ...]`` updated from each tensor's ``.grad``."""
 
     def __init__(self, param_groups, lr):
         self.param_groups = [{"lr": lr, **group, "params": list(group["params"])} for group in param_groups]
@@ -42,7 +45,10 @@ class SGD(_Plain):
     """``torch.optim.SGD`` without momentum or weight decay: ``p -= lr g``."""
 
     def _update(self, param, grad, lr, state):
-        param.add_(grad, alpha=-lr)
+        if isinstance(lr, torch.Tensor):
+            param.sub_(grad * lr)
+        else:
+            param.add_(grad, alpha=-lr)
 
 
 class RMSprop(_Plain):
@@ -55,7 +61,7 @@ class RMSprop(_Plain):
             state["square_avg"] = torch.zeros_like(param)
         square_avg = state["square_avg"]
         square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
-        param.addcdiv_(grad, square_avg.sqrt().add_(self.eps), value=-lr)
+        _step(param, grad, square_avg.sqrt().add_(self.eps), lr)
 
 
 class Adam(_Plain):
@@ -75,4 +81,12 @@ class Adam(_Plain):
         bias_correction1 = 1 - self.beta1 ** step
         bias_correction2 = 1 - self.beta2 ** step
         denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(self.eps)
-        param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+        _step(param, exp_avg, denom, lr / bias_correction1)
+
+
+def _step(param, numerator, denominator, lr):
+    """``param -= lr * numerator / denominator``, as torch.optim computes it for a float ``lr``."""
+    if isinstance(lr, torch.Tensor):
+        param.sub_(numerator / denominator * lr)
+    else:
+        param.addcdiv_(numerator, denominator, value=-lr)

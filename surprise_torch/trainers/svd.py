@@ -16,8 +16,9 @@ from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, init_factors, record,
                       safe_counts, truncate)
 from ._observed import observed_ratings
+from ._stack import Stack, fit_list, per_fit, per_row
 
-__all__ = ["train_svd", "OPTIMIZERS"]
+__all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
 
 #: Optimizers accepted by name: torch.optim's updates with their default settings, as
 #: plain tensor code (see :mod:`._optim` for why); any ``torch.optim.Optimizer`` subclass works too.
@@ -92,17 +93,76 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
-    lr = {t: 0.1 for t in _TERMS} | dict(lr or {})
-    reg = {t: 0.1 for t in _TERMS} | dict(reg or {})
+    return _fit_svd(ratings, mask, Stack.single(*ratings.shape), n_factors=n_factors, n_epochs=[n_epochs],
+                    biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev, lr=[lr],
+                    reg=[reg], optimizer=optimizer, generators=[generator], eval_data=eval_data,
+                    callback=callback, on_divergence=on_divergence)[0]
+
+
+def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
+                      n_factors: int = 100, n_epochs=30, biased: bool = True, implicit: bool = False,
+                      init_mean: float = 0.0, init_std_dev: float = 0.1, lr=None, reg=None, optimizer="adam",
+                      generator=None, on_divergence: str = "raise") -> list:
+    """Fit several independent SVD (or SVD++) models at once, stacked block-diagonally.
+
+    ``ratings`` holds every fit's ratings in its own diagonal block (see
+    :class:`~surprise_torch.trainers._stack.Stack`); each epoch is one set of
+    products for all of them. Fit ``b`` ends equal, up to float rounding,
+    to :func:`train_svd` on its block alone with its own ``n_epochs``, ``lr``,
+    ``reg`` and ``generator``: its own global mean, initial factors, learning
+    rates, divergence guard and number of epochs (a fit with fewer epochs
+    keeps its state after them while the others go on).
+
+    Parameters
+    ----------
+    ratings, mask : torch.Tensor
+        The stacked ``(n_users, n_items)`` ratings, as for :func:`train_svd`;
+        no rating may lie outside the diagonal blocks.
+    stack : Stack
+        Each fit's user and item rows.
+    n_epochs : int or list of int
+        Epochs of every fit, or of each.
+    lr, reg : dict or list of dict, optional
+        As for :func:`train_svd`, for every fit or for each. Learning rates
+        that differ between fits need one of the named optimizers.
+    generator : torch.Generator or list of torch.Generator, optional
+        One generator per fit for the initial factors (one shared generator
+        draws each fit's factors in turn).
+    n_factors, biased, implicit, init_mean, init_std_dev, optimizer, on_divergence
+        As for :func:`train_svd`, shared by every fit.
+
+    Returns
+    -------
+    list of MFModel
+        One per fit, its factors on the training device; a fit that blew up
+        reports it in its own ``diverged`` and returns its last sound state.
+    """
+    n = stack.n_fits
+    return _fit_svd(ratings, mask, stack, n_factors=n_factors, n_epochs=fit_list(n_epochs, n, "n_epochs"),
+                    biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev,
+                    lr=fit_list(lr, n, "lr"), reg=fit_list(reg, n, "reg"), optimizer=optimizer,
+                    generators=fit_list(generator, n, "generator"), eval_data=None, callback=None,
+                    on_divergence=on_divergence)
+
+
+def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, init_mean, init_std_dev, lr, reg,
+             optimizer, generators, eval_data, callback, on_divergence):
+    """The SVD trainer for ``stack.n_fits`` stacked fits (one for :func:`train_svd`); per-fit lists of
+    ``n_epochs``, ``lr``, ``reg`` and ``generators``."""
+    lr = [{t: 0.1 for t in _TERMS} | dict(rates or {}) for rates in lr]
+    reg = [{t: 0.1 for t in _TERMS} | dict(rates or {}) for rates in reg]
     opt_cls = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
+    if stack.shape != (n_users, n_items):
+        raise ValueError(f"The stack covers {stack.shape} but the ratings are {(n_users, n_items)}.")
     k = n_factors
     obs, values = observed_ratings(ratings, mask)
-    n_ratings = obs.nnz
     count_u, count_i = obs.counts(dtype)
-    mu = float(values.double().mean()) if biased else 0.0
-    target = values - mu
+    fits = range(stack.n_fits)
+    n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
+    mus = [float(part.double().mean()) if biased and part.numel() else 0.0 for part in values.split(n_r)]
+    target = values - per_row(mus, n_r, values)
     pattern = obs.by_user(torch.ones_like(target))
 
     # Biases live inside augmented factor matrices, pa = [pu, bu, 1] and
@@ -111,10 +171,15 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     width = k + 2 if biased else k
     pa = torch.zeros((n_users, width), device=device, dtype=dtype)
     qa = torch.zeros((n_items, width), device=device, dtype=dtype)
-    pa[:, :k] = init_factors(n_users, k, init_mean, init_std_dev, generator, device, dtype)
-    qa[:, :k] = init_factors(n_items, k, init_mean, init_std_dev, generator, device, dtype)
+    for b in fits:
+        # Each fit draws from its own generator in a lone fit's order: pu, qi, then yj.
+        stack.select(pa, "users", b)[:, :k] = init_factors(n_u[b], k, init_mean, init_std_dev, generators[b],
+                                                          device, dtype)
+        stack.select(qa, "items", b)[:, :k] = init_factors(n_i[b], k, init_mean, init_std_dev, generators[b],
+                                                          device, dtype)
     params = {"pu": pa[:, :k], "qi": qa[:, :k]}
     weights = {"pu": count_u, "qi": count_i}
+    rows = {"pu": n_u, "bu": n_u, "qi": n_i, "bi": n_i, "yj": n_i}
     if biased:
         pa[:, k + 1] = 1
         qa[:, k] = 1
@@ -125,47 +190,68 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         # of all users, and their gradient back to every yj, are one product each.
         norm_values = safe_counts(count_u).rsqrt().index_select(0, obs.users)
         norm = obs.by_user(norm_values)
-        params["yj"] = init_factors(n_items, k, init_mean, init_std_dev, generator, device, dtype)
+        params["yj"] = torch.cat([init_factors(n_i[b], k, init_mean, init_std_dev, generators[b], device, dtype)
+                                  for b in fits])
         # yj is regularised once per rating of every user who rated j.
         weights["yj"] = torch.zeros_like(count_i).index_add_(0, obs.items, count_u.index_select(0, obs.users))
-    opt = opt_cls([{"params": [p], "lr": lr[t]} for t, p in params.items()], lr=lr["pu"])
+    # One learning rate and regularisation per fit, as floats when the fits share them, else per row.
+    rates = {t: _column(per_row([f[t] for f in lr], rows[t], target), p) for t, p in params.items()}
+    reg_rows = {t: per_row([f[t] for f in reg], rows[t], target) for t in params}
+    decay = {t: _column(reg_rows[t], p) for t, p in params.items()}
+    if not isinstance(optimizer, str) and any(isinstance(r, torch.Tensor) for r in rates.values()):
+        raise ValueError("Stacked fits with different learning rates need a named optimizer "
+                         f"({sorted(OPTIMIZERS)}), not {optimizer!r}.")
+    opt = opt_cls([{"params": [p], "lr": rates[t]} for t, p in params.items()], lr=rates["pu"])
     inv = {t: (1 / safe_counts(w)).reshape(-1, *([1] * (params[t].ndim - 1))) for t, w in weights.items()}
     hint = "Use a smaller learning rate (lr_all or lr_bu/lr_bi/lr_pu/lr_qi/lr_yj) or more regularisation."
 
     def user_factors():
         return params["pu"] + norm @ params["yj"] if implicit else params["pu"]
 
-    def implicit_sums():
-        # In float64, so that the fitted implicit_ is Surprise's formula on the
-        # fitted yj to the last digits, whatever the training dtype.
-        exact = safe_counts(count_u).double().rsqrt().index_select(0, obs.users)
-        return obs.by_user(exact) @ params["yj"].double()
+    def measure():
+        """Each fit's loss and training RMSE now, as lists (one host sync for all fits)."""
+        ea = torch.cat([user_factors(), pa[:, k:]], 1) if implicit else pa
+        err = torch.sparse.sampled_addmm(pattern, ea, qa.T, beta=0).values() - target
+        penalty = sum(per_fit(reg_rows[t] * weights[t] * p.pow(2).reshape(p.shape[0], -1).sum(1), rows[t])
+                      for t, p in params.items())
+        sse, penalty = torch.stack([per_fit(err * err, n_r), penalty]).tolist()
+        metrics = [{"loss": (s + q) / max(m, 1), "train_rmse": (s / max(m, 1)) ** 0.5}
+                   for s, q, m in zip(sse, penalty, n_r)]
+        return err, ea, metrics
 
-    guard = DivergenceGuard(target, on_divergence, hint)
-    history: dict = {}
-    kept = None  # the last state whose training RMSE was sound
-
-    def snapshot():
-        return [p.detach().clone() for p in (pa, qa, params.get("yj")) if p is not None]
-
-    for epoch in range(1, n_epochs + 1):
-        ea = pa
-        if implicit:
-            ea = pa.clone()
-            ea[:, :k] = user_factors()
+    guards = [DivergenceGuard(part, on_divergence, hint) for part in target.split(n_r)]
+    histories = [{} for _ in fits]
+    live = [t for t in (pa, qa, params.get("yj")) if t is not None]
+    sides = ["users", "items", "items"]
+    kept = [torch.zeros_like(t) for t in live]  # each fit's last sound state (zeros: the mean model)
+    running = set(fits)
+    for epoch in range(1, max(n_epochs) + 2):
+        err, ea, metrics = measure()
+        stepping, sound = [], []
+        for b in sorted(running):
+            if epoch > n_epochs[b]:
+                # The fit's epochs are over: judge the state its last step left.
+                running.discard(b)
+                final = {"train_rmse": metrics[b]["train_rmse"]}
+                finite = all(bool(torch.isfinite(stack.select(t, side, b)).all()) for t, side in zip(live, sides))
+                if guards[b].sound(n_epochs[b], final) and (finite or guards[b].fail(
+                        n_epochs[b], "the factors hold NaN or infinity")):
+                    sound.append(b)
+                else:
+                    truncate(histories[b], n_epochs[b] - 1)
+            elif guards[b].sound(epoch, metrics[b]):
+                # These metrics describe the state before this epoch's step.
+                guards[b].keep(epoch - 1)
+                sound.append(b)
+                stepping.append(b)
+            else:
+                running.discard(b)
+                truncate(histories[b], epoch - 2)  # epoch - 1's eval_rmse was of the state now dropped
+        _keep(kept, live, sides, stack, sound)
+        if not stepping:
+            break
         # Predictions at the observed entries only (a sampled product), then
         # the gradients as sparse-dense products: no work on empty entries.
-        err = torch.sparse.sampled_addmm(pattern, ea, qa.T, beta=0).values() - target
-        sse = torch.dot(err, err)
-        penalty = sum(reg[t] * (weights[t] @ p.pow(2).reshape(p.shape[0], -1).sum(1)) for t, p in params.items())
-        sse, penalty = torch.stack([sse, penalty]).tolist()
-        # These metrics describe the state before this epoch's step.
-        metrics = {"loss": (sse + penalty) / n_ratings, "train_rmse": (sse / n_ratings) ** 0.5}
-        if not guard.sound(epoch, metrics):
-            truncate(history, epoch - 2)  # epoch - 1's eval_rmse was of the state now dropped
-            break
-        kept = snapshot()
-        guard.keep(epoch - 1)
         grad_pa = obs.by_user(err) @ qa
         grad_qa = obs.item_product(err, ea)
         grads = {"pu": grad_pa[:, :k], "qi": grad_qa[:, :k]}
@@ -174,42 +260,57 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         if implicit:
             grads["yj"] = obs.item_product(norm_values, grad_pa[:, :k])
         for t, p in params.items():
-            p.grad = grads[t].mul_(inv[t]).add_(p, alpha=reg[t])
+            grad = grads[t].mul_(inv[t])
+            p.grad = grad.addcmul_(p, decay[t]) if isinstance(decay[t], torch.Tensor) else grad.add_(p, alpha=decay[t])
         opt.step()
-        if eval_data is not None:
-            metrics["eval_rmse"] = eval_rmse(eval_data, mu, user_factors(), params["qi"],
-                                             params.get("bu", torch.zeros_like(count_u)),
-                                             params.get("bi", torch.zeros_like(count_i)))
-            if not guard.sound(epoch, {"eval_rmse": metrics["eval_rmse"]}):
-                truncate(history, epoch - 1)
+        if eval_data is not None:  # a lone fit (train_svd)
+            metrics[0]["eval_rmse"] = eval_rmse(eval_data, mus[0], user_factors(), params["qi"],
+                                                params.get("bu", torch.zeros_like(count_u)),
+                                                params.get("bi", torch.zeros_like(count_i)))
+            if not guards[0].sound(epoch, {"eval_rmse": metrics[0]["eval_rmse"]}):
+                running.discard(0)
+                truncate(histories[0], epoch - 1)
                 break
-        record(history, epoch, metrics, callback)
-    else:
-        # The last step's result has not been measured yet.
-        ea = torch.cat([user_factors(), pa[:, k:]], 1) if implicit else pa
-        err = torch.sparse.sampled_addmm(pattern, ea, qa.T, beta=0).values() - target
-        final = {"train_rmse": (float(torch.dot(err, err)) / max(n_ratings, 1)) ** 0.5}
-        finite = all(bool(torch.isfinite(p).all()) for p in params.values())
-        if not (guard.sound(n_epochs, final) and (finite or guard.fail(n_epochs, "the factors hold NaN or infinity"))):
-            truncate(history, n_epochs - 1)
-    if guard.diverged is not None:
-        _restore(kept, pa, qa, params.get("yj"))
-    zeros_u, zeros_i = torch.zeros_like(count_u), torch.zeros_like(count_i)
-    return MFModel(mu, params["pu"].clone(), params["qi"].clone(),
-                   params.get("bu", zeros_u).clone(), params.get("bi", zeros_i).clone(), history,
-                   {"yj": params["yj"].clone(), "implicit_": implicit_sums()} if implicit else {},
-                   diverged=guard.report())
+        for b in stepping:
+            record(histories[b], epoch, metrics[b], callback)
+    models = []
+    for b in fits:
+        pa_b, qa_b = stack.select(kept[0], "users", b), stack.select(kept[1], "items", b)
+        zeros_u, zeros_i = pa_b.new_zeros(n_u[b]), qa_b.new_zeros(n_i[b])
+        extras = {}
+        if implicit:
+            yj_b = stack.select(kept[2], "items", b)
+            extras = {"yj": yj_b.clone(), "implicit_": _implicit_sums(obs, count_u, kept[2], stack, b)}
+        models.append(MFModel(mus[b], pa_b[:, :k].clone(), qa_b[:, :k].clone(),
+                              pa_b[:, k].clone() if biased else zeros_u, qa_b[:, k + 1].clone() if biased else zeros_i,
+                              histories[b], extras, diverged=guards[b].report()))
+    return models
 
 
-def _restore(kept, *tensors):
-    """Copy a snapshot back into the live tensors, or zero them (the mean model) without one."""
-    live = [t for t in tensors if t is not None]
+def _column(rate, param):
+    """A per-row rate shaped to broadcast against ``param`` (a float stays a float)."""
+    if isinstance(rate, torch.Tensor) and param.ndim == 2:
+        return rate[:, None]
+    return rate
+
+
+def _keep(kept, live, sides, stack, fits):
+    """Copy the named fits' rows of the live tensors into their snapshot."""
     with torch.no_grad():
-        for i, t in enumerate(live):
-            if kept is None:
-                t.zero_()
-            else:
-                t.copy_(kept[i])
+        if len(fits) == stack.n_fits:
+            for snapshot, tensor in zip(kept, live):
+                snapshot.copy_(tensor)
+            return
+        for b in fits:
+            for snapshot, tensor, side in zip(kept, live, sides):
+                stack.select(snapshot, side, b).copy_(stack.select(tensor, side, b))
+
+
+def _implicit_sums(obs, count_u, yj, stack, fit):
+    """Fit ``fit``'s users' implicit sums, in float64 so that the fitted ``implicit_`` is
+    Surprise's formula on the fitted ``yj`` to the last digits, whatever the training dtype."""
+    exact = safe_counts(count_u).double().rsqrt().index_select(0, obs.users)
+    return stack.select(obs.by_user(exact) @ yj.double(), "users", fit)
 
 
 def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, **_):

@@ -1,0 +1,109 @@
+"""Several independent problems stacked block-diagonally, so that one tensor program trains them all.
+
+Model selection fits the same model many times: every fold times every grid
+point. Each fit on a small dataset is hundreds of short kernels that leave a
+CPU's cores (and a GPU entirely) idle. Stacked, fit ``b`` owns the users
+``[users[b], users[b + 1])`` and the items ``[items[b], items[b + 1])`` of
+one large rating matrix whose ratings all lie in those diagonal blocks: a row
+of fit ``b`` only ever meets columns of fit ``b``, so every sparse product, gathered
+Gram matrix and optimizer step of the large problem computes each fit's own
+numbers, and one epoch is one set of products for all of them.
+
+What differs between the fits (regularisation, learning rates, epochs, the
+global mean) becomes a per-row tensor; what they report (losses, divergence)
+is summed per block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where each of the stacked fits lies: its contiguous ranges of user and item rows.
+
+    Attributes
+    ----------
+    users, items : tuple of int
+        ``n_fits + 1`` offsets: fit ``b`` owns user rows
+        ``users[b]:users[b + 1]`` and item rows ``items[b]:items[b + 1]``.
+    """
+
+    users: tuple
+    items: tuple
+
+    @classmethod
+    def single(cls, n_users: int, n_items: int) -> "Stack":
+        """One fit over the whole matrix."""
+        return cls((0, n_users), (0, n_items))
+
+    @classmethod
+    def of_sizes(cls, sizes) -> "Stack":
+        """Fits of the given ``(n_users, n_items)``, stacked in order."""
+        users, items = [0], [0]
+        for n_users, n_items in sizes:
+            users.append(users[-1] + n_users)
+            items.append(items[-1] + n_items)
+        return cls(tuple(users), tuple(items))
+
+    @property
+    def n_fits(self) -> int:
+        """Number of stacked fits."""
+        return len(self.users) - 1
+
+    @property
+    def shape(self) -> tuple:
+        """``(n_users, n_items)`` of the stacked matrix."""
+        return self.users[-1], self.items[-1]
+
+    def lengths(self, side: str) -> list:
+        """Rows of each fit on ``side`` (``"users"`` or ``"items"``)."""
+        offsets = getattr(self, side)
+        return [b - a for a, b in zip(offsets[:-1], offsets[1:])]
+
+    def rating_lengths(self, user_crow: torch.Tensor) -> list:
+        """Ratings of each fit, given the user-major CSR row pointers (a fit's ratings are contiguous)."""
+        ends = user_crow.index_select(0, torch.tensor(self.users, device=user_crow.device)).tolist()
+        return [b - a for a, b in zip(ends[:-1], ends[1:])]
+
+    def select(self, tensor: torch.Tensor, side: str, fit: int) -> torch.Tensor:
+        """Fit ``fit``'s rows of a ``side``-indexed tensor (a view)."""
+        offsets = getattr(self, side)
+        return tensor[offsets[fit]:offsets[fit + 1]]
+
+
+def per_row(values, lengths: list, like: torch.Tensor):
+    """One value per fit, spread over each fit's ``lengths`` rows: a float when all fits share it.
+
+    A float keeps a lone fit's arithmetic what it always was; otherwise a
+    ``(sum(lengths),)`` tensor in ``like``'s dtype and device.
+    """
+    values = [float(v) for v in values]
+    if all(v == values[0] for v in values):
+        return values[0]
+    counts = torch.tensor(lengths, device=like.device)
+    return torch.repeat_interleave(torch.tensor(values, dtype=like.dtype, device=like.device), counts)
+
+
+def per_fit(values: torch.Tensor, lengths: list) -> torch.Tensor:
+    """Sums of ``values`` over each fit's contiguous segment of ``lengths``, in float64.
+
+    Float64, and one reduction per fit, so that a fit's sum is as accurate
+    as a lone fit's, however many fits are stacked.
+    """
+    values = values.double()
+    if len(lengths) == 1:
+        return values.sum().reshape(1)
+    return torch.stack([part.sum() for part in values.split(lengths)])
+
+
+def fit_list(value, n_fits: int, name: str) -> list:
+    """``value`` as one entry per fit: a list of that length as given, anything else repeated."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_fits:
+            raise ValueError(f"{name} has {len(value)} entries for {n_fits} stacked fits.")
+        return list(value)
+    return [value] * n_fits
