@@ -175,7 +175,7 @@ def test_row_blocks_solve_every_rows_ridge_regression():
     rhs = torch.zeros(n_rows, d, dtype=torch.float64).index_add_(0, rows, features[cols] * y[:, None])
     x, failed = RowBlocks(crow, cols, n_cols, d).solve(features, y, rhs, penalty)
     want = ridge_reference(mask.numpy(), target.numpy(), features.numpy(), penalty.numpy())
-    assert not failed
+    assert not failed.any() and failed.shape == (n_rows,)
     np.testing.assert_allclose(x.numpy(), want, rtol=1e-9, atol=1e-12)
 
 

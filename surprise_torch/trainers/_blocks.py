@@ -103,17 +103,18 @@ class RowBlocks:
         -------
         x : torch.Tensor
             ``(n_rows, d)``; 0 for rows without ratings.
-        failed : bool
-            Whether some system was not positive definite (NaN or infinite
-            inputs); its rows are then meaningless.
+        failed : torch.Tensor
+            ``(n_rows,)`` bool: the rows whose system was not positive
+            definite (NaN or infinite inputs); their ``x`` is meaningless. Per
+            row, so that one of several stacked fits failing leaves the
+            others' rows alone; a tensor, so that a GPU need not synchronise.
         """
         d = features.shape[1]
         padded = torch.cat([features, features.new_zeros((1, d))])
         padded_target = torch.cat([target, target.new_zeros(1)])
         x = features.new_empty((self.n_rows, d))
         x.index_fill_(0, self.empty_rows, 0)
-        # Kept as a tensor until the end: no host synchronisation per block on a GPU.
-        failed = torch.zeros((), dtype=torch.bool, device=features.device)
+        failed = torch.zeros(self.n_rows, dtype=torch.bool, device=features.device)
         eye = None
         for rows, gather, positions in self.short:
             block = padded.index_select(0, gather.reshape(-1)).view(*gather.shape, d)
@@ -125,14 +126,14 @@ class RowBlocks:
             kernel += eye  # padding rows are zero, so their kernel rows are the identity's
             y = padded_target.index_select(0, positions.reshape(-1)).view(*positions.shape, 1)
             z, bad = _cholesky_solve(kernel, y)
-            failed |= bad
+            failed.index_copy_(0, rows, bad)
             x.index_copy_(0, rows, torch.bmm(scaled.transpose(1, 2), z).squeeze(-1))
         for rows, gather, _ in self.whole:
             block = padded.index_select(0, gather.reshape(-1)).view(*gather.shape, d)
             gram = torch.bmm(block.transpose(1, 2), block)
             gram.diagonal(dim1=1, dim2=2).add_(penalty.index_select(0, rows))
             solution, bad = _cholesky_solve(gram, rhs.index_select(0, rows).unsqueeze(-1))
-            failed |= bad
+            failed.index_copy_(0, rows, bad)
             x.index_copy_(0, rows, solution.squeeze(-1))
         if self.split_rows.numel():
             gram = features.new_zeros((self.split_rows.numel(), d, d))
@@ -141,9 +142,9 @@ class RowBlocks:
                 gram.index_add_(0, local, torch.bmm(block.transpose(1, 2), block))
             gram.diagonal(dim1=1, dim2=2).add_(penalty.index_select(0, self.split_rows))
             solution, bad = _cholesky_solve(gram, rhs.index_select(0, self.split_rows).unsqueeze(-1))
-            failed |= bad
+            failed.index_copy_(0, self.split_rows, bad)
             x.index_copy_(0, self.split_rows, solution.squeeze(-1))
-        return x, bool(failed)
+        return x, failed
 
 
 def _bucket(padded_cols, narrow, owners, starts, lengths, with_positions):
@@ -176,8 +177,8 @@ def _bucket(padded_cols, narrow, owners, starts, lengths, with_positions):
 
 
 def _cholesky_solve(matrices, rhs):
-    """Solve ``matrices x = rhs`` (symmetric positive definite, batched); also whether one was not (0-dim)."""
+    """Solve ``matrices x = rhs`` (symmetric positive definite, batched); also which were not (bool per matrix)."""
     chol, info = torch.linalg.cholesky_ex(matrices)
     # Two batched triangular solves: faster on the CPU than cholesky_solve's per-matrix loop.
     half = torch.linalg.solve_triangular(chol, rhs, upper=False)
-    return torch.linalg.solve_triangular(chol.transpose(1, 2), half, upper=True), info.any()
+    return torch.linalg.solve_triangular(chol.transpose(1, 2), half, upper=True), info != 0

@@ -64,9 +64,10 @@ class Stack:
         offsets = getattr(self, side)
         return [b - a for a, b in zip(offsets[:-1], offsets[1:])]
 
-    def rating_lengths(self, user_crow: torch.Tensor) -> list:
-        """Ratings of each fit, given the user-major CSR row pointers (a fit's ratings are contiguous)."""
-        ends = user_crow.index_select(0, torch.tensor(self.users, device=user_crow.device)).tolist()
+    def rating_lengths(self, crow: torch.Tensor, side: str = "users") -> list:
+        """Ratings of each fit, given ``side``'s CSR row pointers (a fit's ratings are contiguous)."""
+        offsets = torch.tensor(getattr(self, side), device=crow.device)
+        ends = crow.index_select(0, offsets).tolist()
         return [b - a for a, b in zip(ends[:-1], ends[1:])]
 
     def select(self, tensor: torch.Tensor, side: str, fit: int) -> torch.Tensor:
@@ -107,3 +108,19 @@ def fit_list(value, n_fits: int, name: str) -> list:
             raise ValueError(f"{name} has {len(value)} entries for {n_fits} stacked fits.")
         return list(value)
     return [value] * n_fits
+
+
+def keep_rows(kept: list, live, sides: list, stack: Stack, fits: list):
+    """Copy the listed fits' rows of each ``live`` tensor (indexed by users or items, per ``sides``) into ``kept``.
+
+    How trainers snapshot each fit's last sound state: a fit that blows up
+    later, or whose epochs are over while others go on, keeps these rows.
+    """
+    with torch.no_grad():
+        if len(fits) == stack.n_fits:
+            for snapshot, tensor in zip(kept, live):
+                snapshot.copy_(tensor)
+            return
+        for b in fits:
+            for snapshot, tensor, side in zip(kept, live, sides):
+                stack.select(snapshot, side, b).copy_(stack.select(tensor, side, b))

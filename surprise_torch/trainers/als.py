@@ -18,8 +18,9 @@ from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
                       init_factors, record, safe_counts)
 from ._observed import CSRProduct, Observed, observed_ratings
+from ._stack import Stack, fit_list, keep_rows, per_fit, per_row
 
-__all__ = ["train_als", "solve_ridge_rows", "complete_als"]
+__all__ = ["train_als", "train_als_stacked", "solve_ridge_rows", "complete_als"]
 
 
 def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torch.Tensor,
@@ -57,7 +58,7 @@ def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torc
     gram = _gram_lower(weights, features)
     gram.diagonal(dim1=1, dim2=2).add_(penalty)
     x, failed = _cholesky_solve(gram, (target @ features).unsqueeze(-1))
-    if bool(failed):
+    if bool(failed.any()):
         raise TrainingDivergedError(
             "A least-squares system was not positive definite (NaN or infinite values, or reg=0 "
             "with too few ratings); use a larger reg."
@@ -147,32 +148,105 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
+    return _fit_als(ratings, mask, Stack.single(*ratings.shape), n_factors=n_factors, n_epochs=[n_epochs],
+                    biased=biased, reg=[reg], reg_bu=[reg_bu], reg_bi=[reg_bi], weighted_reg=weighted_reg,
+                    init_mean=init_mean, init_std_dev=init_std_dev, generators=[generator], eval_data=eval_data,
+                    callback=callback, group=group, on_divergence=on_divergence)[0]
+
+
+def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
+                      n_factors: int = 20, n_epochs=10, biased: bool = True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
+                      weighted_reg: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
+                      generator=None, on_divergence: str = "raise") -> list:
+    """Fit several independent ALS models at once, stacked block-diagonally.
+
+    ``ratings`` holds every fit's ratings in its own diagonal block (see
+    :class:`~surprise_torch.trainers._stack.Stack`); each half-sweep builds
+    and factors every fit's normal equations in the same batched products.
+    Fit ``b`` ends equal, up to float rounding, to :func:`train_als` on its
+    block alone with its own ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi``
+    and ``generator``.
+
+    Parameters
+    ----------
+    ratings, mask : torch.Tensor
+        The stacked ``(n_users, n_items)`` ratings, as for :func:`train_als`;
+        no rating may lie outside the diagonal blocks.
+    stack : Stack
+        Each fit's user and item rows.
+    n_epochs : int or list of int
+        Sweeps of every fit, or of each.
+    reg, reg_bu, reg_bi : float or list of float
+        Regularisation of every fit, or of each.
+    generator : torch.Generator or list of torch.Generator, optional
+        One generator per fit for the initial factors.
+    n_factors, biased, weighted_reg, init_mean, init_std_dev, on_divergence
+        As for :func:`train_als`, shared by every fit.
+
+    Returns
+    -------
+    list of MFModel
+        One per fit; a fit that blew up reports it in its own ``diverged``
+        and returns its last sound sweep's model.
+    """
+    n = stack.n_fits
+    return _fit_als(ratings, mask, stack, n_factors=n_factors, n_epochs=fit_list(n_epochs, n, "n_epochs"),
+                    biased=biased, reg=fit_list(reg, n, "reg"), reg_bu=fit_list(reg_bu, n, "reg_bu"),
+                    reg_bi=fit_list(reg_bi, n, "reg_bi"), weighted_reg=weighted_reg, init_mean=init_mean,
+                    init_std_dev=init_std_dev, generators=fit_list(generator, n, "generator"), eval_data=None,
+                    callback=None, group=None, on_divergence=on_divergence)
+
+
+def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, reg_bi, weighted_reg, init_mean,
+             init_std_dev, generators, eval_data, callback, group, on_divergence):
+    """The ALS trainer for ``stack.n_fits`` stacked fits (one for :func:`train_als`); per-fit lists of
+    ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi`` and ``generators``."""
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
+    if stack.shape != (n_users, n_items):
+        raise ValueError(f"The stack covers {stack.shape} but the ratings are {(n_users, n_items)}.")
+    if group is not None and stack.n_fits > 1:
+        raise ValueError("Distributed training (group=...) takes one fit at a time, not a stack.")
     k = n_factors
     comm = _Exchange(group)
     obs, values = observed_ratings(ratings, mask)
-    mu = float(values.double().mean()) if biased else 0.0
+    fits = range(stack.n_fits)
+    n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
+    # A fit's ratings are contiguous in item-major order too, as its items are.
+    n_r_items = stack.rating_lengths(obs.item_crow, "items")
+    mus = [float(part.double().mean()) if biased and part.numel() else 0.0 for part in values.split(n_r)]
+    target = values - per_row(mus, n_r, values)
     d = k + 1 if biased else k
-    user_side = _Side.of_users(obs, values - mu, comm, d)
-    item_side = _Side.of_items(obs, values - mu, comm, d)
+    user_side = _Side.of_users(obs, target, comm, d)
+    item_side = _Side.of_items(obs, target, comm, d)
 
     # Drawn in full on every process, in the single-process order, so that
-    # every process starts from the same factors as one process would.
-    pu = init_factors(n_users, k, init_mean, init_std_dev, generator, device, dtype)
-    qi = init_factors(n_items, k, init_mean, init_std_dev, generator, device, dtype)
+    # every process starts from the same factors as one process would; each
+    # stacked fit from its own generator, as it would alone.
+    starts = [(init_factors(n_u[b], k, init_mean, init_std_dev, generators[b], device, dtype),
+               init_factors(n_i[b], k, init_mean, init_std_dev, generators[b], device, dtype)) for b in fits]
+    pu = torch.cat([start[0] for start in starts])
+    qi = torch.cat([start[1] for start in starts])
     bu = torch.zeros(n_users, device=device, dtype=dtype)
     bi = torch.zeros(n_items, device=device, dtype=dtype)
     ones_u = torch.ones((n_users, 1), device=device, dtype=dtype)
     ones_i = torch.ones((n_items, 1), device=device, dtype=dtype)
-    pen_u = user_side.penalty(k, reg, reg_bu if biased else None, weighted_reg)
-    pen_i = item_side.penalty(k, reg, reg_bi if biased else None, weighted_reg)
+    pen_u = user_side.penalty(k, per_row(reg, n_u, values), per_row(reg_bu, n_u, values) if biased else None,
+                              weighted_reg)
+    pen_i = item_side.penalty(k, per_row(reg, n_i, values), per_row(reg_bi, n_i, values) if biased else None,
+                              weighted_reg)
     hint = "Use a larger reg, reg_bu or reg_bi."
 
-    guard = DivergenceGuard(values - mu, on_divergence, hint)
-    history: dict = {}
-    kept = (pu, qi, bu, bi)
-    for epoch in range(1, n_epochs + 1):
+    guards = [DivergenceGuard(part, on_divergence, hint) for part in target.split(n_r)]
+    histories = [{} for _ in fits]
+    sides = ["users", "items", "users", "items"]
+    # Each fit's last sound state; zeros (the model that predicts the mean) until it has one.
+    kept = [torch.zeros_like(t) for t in (pu, qi, bu, bi)]
+    keep_rows(kept, (pu, qi, bu, bi), sides, stack, [b for b in fits if n_epochs[b] == 0])
+    running = {b for b in fits if n_epochs[b] > 0}
+    for epoch in range(1, max(n_epochs) + 1):
+        if not running:
+            break
         if biased:
             # Users fit r - mu - bi with features [qi, 1]: the 1 column's weight is bu.
             x_u, _, _ = user_side.solve(torch.cat([qi, ones_i], 1), bi, pen_u)
@@ -189,22 +263,28 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         # The residual sum of squares of the half-sweep just solved, from its
         # normal equations (G + P) x = b:  |y|^2 - 2 x.b + x.G.x = |y|^2 - x.b - x.P.x.
         # No pass over the ratings is needed.
-        pen_x_u, pen_x_i = (pen_u * x_u.pow(2)).sum(), (pen_i * x_i.pow(2)).sum()
-        sums = comm.sum(torch.stack([torch.dot(y_i, y_i) - (x_i * rhs_i).sum() - pen_x_i, pen_x_u + pen_x_i]))
-        sse, penalty = sums.tolist()
-        sse = max(sse, 0.0) if sse == sse else sse  # rounding can take an almost perfect fit below zero
-        metrics = {"loss": (sse + penalty) / obs.nnz, "train_rmse": sse ** 0.5 / obs.nnz ** 0.5,
-                   "eval_rmse": eval_rmse(eval_data, mu, pu, qi, bu, bi)}
-        if not guard.sound(epoch, metrics):
-            break
-        kept = (pu, qi, bu, bi)
-        guard.keep(epoch)
-        record(history, epoch, metrics, callback)
-    if guard.diverged is not None:
-        # The last sound sweep, or (none being sound) the model that predicts the mean.
-        pu, qi, bu, bi = kept if history else (torch.zeros_like(t) for t in kept)
-    return MFModel(mu, pu.contiguous(), qi.contiguous(), bu.contiguous(), bi.contiguous(), history,
-                   diverged=guard.report())
+        pen_x_u, pen_x_i = (pen_u * x_u.pow(2)).sum(1), (pen_i * x_i.pow(2)).sum(1)
+        sse = per_fit(y_i * y_i, n_r_items) - per_fit((x_i * rhs_i).sum(1) + pen_x_i, n_i)
+        sums = comm.sum(torch.stack([sse, per_fit(pen_x_u, n_u) + per_fit(pen_x_i, n_i)]))
+        sound = []
+        for b, (sse_b, penalty_b) in enumerate(zip(*sums.tolist())):
+            if b not in running:
+                continue
+            sse_b = max(sse_b, 0.0) if sse_b == sse_b else sse_b  # rounding can take an almost perfect fit below zero
+            metrics = {"loss": (sse_b + penalty_b) / max(n_r[b], 1), "train_rmse": sse_b ** 0.5 / max(n_r[b], 1) ** 0.5}
+            if eval_data is not None:  # a lone fit (train_als)
+                metrics["eval_rmse"] = eval_rmse(eval_data, mus[b], pu, qi, bu, bi)
+            if not guards[b].sound(epoch, metrics):
+                running.discard(b)
+                continue
+            guards[b].keep(epoch)
+            record(histories[b], epoch, metrics, callback)
+            sound.append(b)
+            if epoch == n_epochs[b]:
+                running.discard(b)
+        keep_rows(kept, (pu, qi, bu, bi), sides, stack, sound)
+    return [MFModel(mus[b], *(stack.select(t, side, b).clone() for t, side in zip(kept, sides)), histories[b],
+                    diverged=guards[b].report()) for b in fits]
 
 
 class _Exchange:
@@ -279,9 +359,14 @@ class _Side:
                    (hi - lo, obs.shape[0]), d, tiled=True)
 
     def penalty(self, k, reg, reg_bias, weighted):
-        """Each row's diagonal ridge penalty: ``reg`` per factor (then ``reg_bias``), times its count if ``weighted``."""
-        lam = torch.tensor([reg] * k + ([] if reg_bias is None else [reg_bias]),
-                           dtype=self.target.dtype, device=self.target.device)
+        """Each row's diagonal ridge penalty: ``reg`` per factor (then ``reg_bias``), times its count if ``weighted``.
+
+        ``reg`` and ``reg_bias`` are floats, or (stacked fits) one value per row.
+        """
+        lam = self.target.new_empty((self.counts.numel(), k + (reg_bias is not None)))
+        lam[:, :k] = reg[:, None] if isinstance(reg, torch.Tensor) else reg
+        if reg_bias is not None:
+            lam[:, k] = reg_bias
         scale = safe_counts(self.counts) if weighted else torch.ones_like(self.counts)
         return scale[:, None] * lam
 
@@ -293,10 +378,9 @@ class _Side:
         y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
         rhs = self.product(y, features)
         x, failed = self.blocks.solve(features, y, rhs, penalty)
-        if failed:
-            # NaN rather than an error, so that the trainer's divergence guard
-            # (which every process of a distributed fit sees alike) decides.
-            x.fill_(float("nan"))
+        # NaN rather than an error, so that the trainer's divergence guard
+        # (which every process of a distributed fit sees alike) decides, fit by fit.
+        x.masked_fill_(failed[:, None], float("nan"))
         return x, rhs, y
 
 

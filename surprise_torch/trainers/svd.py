@@ -16,7 +16,7 @@ from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, init_factors, record,
                       safe_counts, truncate)
 from ._observed import observed_ratings
-from ._stack import Stack, fit_list, per_fit, per_row
+from ._stack import Stack, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
 
@@ -247,7 +247,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
             else:
                 running.discard(b)
                 truncate(histories[b], epoch - 2)  # epoch - 1's eval_rmse was of the state now dropped
-        _keep(kept, live, sides, stack, sound)
+        keep_rows(kept, live, sides, stack, sound)
         if not stepping:
             break
         # Predictions at the observed entries only (a sampled product), then
@@ -292,18 +292,6 @@ def _column(rate, param):
     if isinstance(rate, torch.Tensor) and param.ndim == 2:
         return rate[:, None]
     return rate
-
-
-def _keep(kept, live, sides, stack, fits):
-    """Copy the named fits' rows of the live tensors into their snapshot."""
-    with torch.no_grad():
-        if len(fits) == stack.n_fits:
-            for snapshot, tensor in zip(kept, live):
-                snapshot.copy_(tensor)
-            return
-        for b in fits:
-            for snapshot, tensor, side in zip(kept, live, sides):
-                stack.select(snapshot, side, b).copy_(stack.select(tensor, side, b))
 
 
 def _implicit_sums(obs, count_u, yj, stack, fit):
