@@ -20,10 +20,11 @@ import torch
 from ._config import check_choice, check_random_state, resolve_device, resolve_dtype
 from ._data import RatingArrays, available_bytes, dense_bytes, to_dense
 from ._threads import thread_policy
-from .trainers import MFModel, TrainingDivergedError, TrainingDivergedWarning, train_als, train_nmf, train_svd
+from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_nmf,
+                       train_svd)
 
-__all__ = ["train_on_arrays", "train_rating_arrays", "ratings_tensor", "choose_layout", "as_rating_arrays",
-           "RatingScale", "DENSE_BUDGET", "DENSE_MAX_CELLS_PER_RATING"]
+__all__ = ["train_on_arrays", "train_rating_arrays", "train_stacked", "ratings_tensor", "choose_layout",
+           "as_rating_arrays", "RatingScale", "DENSE_BUDGET", "DENSE_MAX_CELLS_PER_RATING", "STACK_MEMORY_SHARE"]
 
 #: Where ``layout="auto"`` may choose the dense layout (see :func:`choose_layout`):
 #: the share of the device's available memory it may take; above it the
@@ -43,13 +44,18 @@ DENSE_MAX_CELLS_PER_RATING = 64
 #: are dense however few their ratings: 8 MB in float32.
 DENSE_ALWAYS_CELLS = 2 ** 20
 
-_INDEX_BYTES_PER_RATING = 5 * 8
+_INDEX_BYTES_PER_RATING = 5 * 8  # users, items, item order, item columns, spare int64 per rating
 
 #: What a fit that blows up does: warn and keep its last sound state, or raise.
 ON_DIVERGENCE = ("warn", "raise")
 
+#: Share of the device's available memory that one round of stacked fits may
+#: take (by :func:`training_bytes`' estimate, which errs high); :func:`train_stacked`
+#: takes more fits in further rounds.
+STACK_MEMORY_SHARE = 0.5
+
 #: Non-negative models (NMF) train on ratings scaled so that the largest is this.
-NONNEGATIVE_TOP = 5.0  # users, items, item order, item columns, spare int64 per rating
+NONNEGATIVE_TOP = 5.0
 
 
 def choose_layout(layout: str, n_users: int, n_items: int, dtype: torch.dtype, device: torch.device,
@@ -244,29 +250,17 @@ def train_rating_arrays(trainer, arrays: RatingArrays, *, layout="auto", device=
     Trainset's ratings once, so that what they keep for prediction is exactly
     what was trained on.
     """
-    if isinstance(trainer, str):
-        trainer = _trainer_named(trainer, params)
-    check_choice("on_divergence", on_divergence, ON_DIVERGENCE)
+    trainer, dev, dt, chosen, sizing = _setup(trainer, [arrays], layout, device, dtype, on_divergence, params)
     label = label or f"train_on_arrays({getattr(trainer, '__name__', trainer)!s})"
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    _check_magnitude(arrays.ratings, dt)
-    chosen = choose_layout(layout, arrays.n_users, arrays.n_items, dt, dev, n_ratings=len(arrays.ratings))
-    sizing = {k: v for k, v in params.items() if k in ("n_factors", "biased", "implicit")}
     check_fits(trainer, arrays.n_users, arrays.n_items, len(arrays.ratings), dt, chosen, dev, **sizing)
-    biased = params.get("biased", _default(trainer, "biased", False))
-    scale = RatingScale.of(arrays.ratings, centred=biased, nonnegative=getattr(trainer, "nonnegative", False))
-    per_rating = getattr(trainer, "work_per_rating", None)
-    work = len(arrays.ratings) * per_rating(**sizing) if per_rating is not None else float("inf")
+    scale = _scale_of(trainer, arrays, params)
     params["eval_data"] = scale.standardise_eval(params.get("eval_data"))
     params["callback"] = scale.wrap_callback(params.get("callback"))
     params.setdefault("generator", check_random_state(random_state))
-    with thread_policy(work, dev) as threads:
+    with thread_policy(_work(trainer, len(arrays.ratings), sizing), dev) as threads:
         start = time.perf_counter()
         tensor, mask = ratings_tensor(scale.standardise(arrays), chosen, dev, dt)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        to_tensors_s = time.perf_counter() - start
+        to_tensors_s = _synchronised(dev, start)
         if "on_divergence" in inspect.signature(trainer).parameters:
             params["on_divergence"] = "raise" if on_divergence == "raise" else "recover"
         try:
@@ -279,6 +273,156 @@ def train_rating_arrays(trainer, arrays: RatingArrays, *, layout="auto", device=
         warnings.warn(f"{label}: {model.diverged} Pass on_divergence='raise' to make this an error.",
                       TrainingDivergedWarning, stacklevel=3)
     return model
+
+
+def train_stacked(trainer, datasets: list, per_fit: list, *, layout="auto", device="auto", dtype=None,
+                  on_divergence="warn", labels=None, **params) -> list:
+    """Train one model per dataset, many at once: stacked into one block-diagonal problem.
+
+    What model selection runs: every fold times every grid point that share
+    a trainer's shape (``n_factors``, ``biased``, ...) train as one tensor
+    program, so that one epoch is one set of products for all of them (see
+    :mod:`surprise_torch.trainers._stack`). Each model ends as
+    :func:`train_rating_arrays` would have fitted it alone, up to float
+    rounding: its own rating scale, seed, hyperparameters and divergence.
+    The fits are taken in rounds that each need at most
+    :data:`STACK_MEMORY_SHARE` of the device's available memory (by
+    :func:`training_bytes`' estimate), at least one fit a round.
+
+    Parameters
+    ----------
+    trainer : str or callable
+        ``"svd"``, ``"svdpp"``, ``"als"`` or a trainer function with a
+        ``stacked`` attribute (:func:`~surprise_torch.train_svd`,
+        :func:`~surprise_torch.train_als`).
+    datasets : list of RatingArrays
+        Each fit's ratings, checked by :func:`as_rating_arrays`.
+    per_fit : list of dict
+        Each fit's own trainer arguments (the same keys for every fit): any
+        of the stacked trainer's per-fit arguments (``n_epochs``, ``lr``,
+        ``reg``, ..., ``generator``), in the ratings' own scale.
+    layout, device, dtype, on_divergence
+        As for :func:`train_on_arrays`, shared by every fit.
+    labels : list of str, optional
+        What to call each fit in warnings and errors.
+    **params
+        The trainer arguments every fit shares (``n_factors``, ``biased``, ...).
+
+    Returns
+    -------
+    list of MFModel
+        In each dataset's scale, with ``timings``: ``layout``, ``threads``,
+        ``stacked`` (fits in its round), and ``fit_s`` and ``to_tensors_s``,
+        its round's seconds divided among the round's fits.
+
+    Raises
+    ------
+    ValueError
+        For a trainer that cannot stack, invalid arguments, or ratings too
+        large for the dtype.
+    MemoryError
+        If a single fit would not fit on the device, before allocating.
+    TrainingDivergedError
+        If a fit blows up and ``on_divergence="raise"``, naming it.
+    """
+    if not datasets or len(per_fit) != len(datasets):
+        raise ValueError(f"per_fit has {len(per_fit)} entries for {len(datasets)} datasets; give one per dataset.")
+    labels = labels or [f"stacked fit {b}" for b in range(len(datasets))]
+    total = (sum(a.n_users for a in datasets), sum(a.n_items for a in datasets), sum(len(a.ratings) for a in datasets))
+    trainer, dev, dt, chosen, sizing = _setup(trainer, datasets, layout, device, dtype, on_divergence, params,
+                                              shape=total)
+    if getattr(trainer, "stacked", None) is None:
+        raise ValueError(f"{getattr(trainer, '__name__', trainer)} cannot train stacked fits; fit them one by one.")
+    need = []
+    for arrays in datasets:
+        check_fits(trainer, arrays.n_users, arrays.n_items, len(arrays.ratings), dt, chosen, dev, **sizing)
+        need.append(training_bytes(trainer, arrays.n_users, arrays.n_items, len(arrays.ratings), dt, chosen, **sizing))
+    scales = [_scale_of(trainer, arrays, params) for arrays in datasets]
+    if "on_divergence" in inspect.signature(trainer.stacked).parameters:
+        # Every fit of a round goes on when one blows up; "raise" is decided below, naming the fit.
+        params["on_divergence"] = "recover"
+    models = [None] * len(datasets)
+    for members in _rounds(need, available_bytes(dev)):
+        stack = Stack.of_sizes([(datasets[b].n_users, datasets[b].n_items) for b in members])
+        arrays = _stack_arrays([scales[b].standardise(datasets[b]) for b in members], stack)
+        lists = {key: [per_fit[b][key] for b in members] for key in per_fit[0]}
+        with thread_policy(_work(trainer, len(arrays.ratings), sizing), dev) as threads:
+            start = time.perf_counter()
+            tensor, mask = ratings_tensor(arrays, chosen, dev, dt)
+            to_tensors_s = _synchronised(dev, start)
+            fitted = trainer.stacked(tensor, mask, stack=stack, **lists, **params)
+            round_s = _synchronised(dev, start) - to_tensors_s
+        for b, model in zip(members, fitted):
+            model = scales[b].restore(model)
+            model.timings = {"layout": chosen, "threads": threads, "stacked": len(members),
+                             "to_tensors_s": to_tensors_s / len(members), "fit_s": round_s / len(members)}
+            models[b] = model
+    for label, model in zip(labels, models):
+        if model.diverged is not None:
+            if on_divergence == "raise":
+                raise TrainingDivergedError(f"{label}: {model.diverged}")
+            warnings.warn(f"{label}: {model.diverged} Pass on_divergence='raise' to make this an error.",
+                          TrainingDivergedWarning, stacklevel=2)
+    return models
+
+
+def _setup(trainer, datasets, layout, device, dtype, on_divergence, params, shape=None):
+    """What every fit resolves first: the trainer, device, dtype, layout and the sizing arguments."""
+    if isinstance(trainer, str):
+        trainer = _trainer_named(trainer, params)
+    check_choice("on_divergence", on_divergence, ON_DIVERGENCE)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    for arrays in datasets:
+        _check_magnitude(arrays.ratings, dt)
+    n_users, n_items, n_ratings = shape or (datasets[0].n_users, datasets[0].n_items, len(datasets[0].ratings))
+    chosen = choose_layout(layout, n_users, n_items, dt, dev, n_ratings=n_ratings)
+    sizing = {k: v for k, v in params.items() if k in ("n_factors", "biased", "implicit")}
+    return trainer, dev, dt, chosen, sizing
+
+
+def _scale_of(trainer, arrays, params):
+    biased = params.get("biased", _default(trainer, "biased", False))
+    return RatingScale.of(arrays.ratings, centred=biased, nonnegative=getattr(trainer, "nonnegative", False))
+
+
+def _work(trainer, n_ratings, sizing):
+    """Multiply-adds of the widest per-epoch product, for the thread policy."""
+    per_rating = getattr(trainer, "work_per_rating", None)
+    return n_ratings * per_rating(**sizing) if per_rating is not None else float("inf")
+
+
+def _synchronised(device, start):
+    """Seconds since ``start``, once the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _rounds(need: list, free) -> list:
+    """Consecutive fits grouped into rounds of at most :data:`STACK_MEMORY_SHARE` of ``free`` bytes each."""
+    budget = STACK_MEMORY_SHARE * free if free is not None else float("inf")
+    rounds, current, used = [], [], 0
+    for b, size in enumerate(need):
+        if current and used + size > budget:
+            rounds.append(current)
+            current, used = [], 0
+        current.append(b)
+        used += size
+    return rounds + [current]
+
+
+def _stack_arrays(parts: list, stack: Stack) -> RatingArrays:
+    """Several fits' arrays as one block-diagonal set: fit ``b``'s ids shifted by its stack offsets.
+
+    Each part is sorted by (user, item) and the offsets grow, so the result is
+    sorted too, and its COO tensor needs no sorting.
+    """
+    return RatingArrays(
+        np.concatenate([part.users + stack.users[b] for b, part in enumerate(parts)]),
+        np.concatenate([part.items + stack.items[b] for b, part in enumerate(parts)]),
+        np.concatenate([part.ratings for part in parts]), *stack.shape,
+    )
 
 
 def _default(function, name, fallback):

@@ -22,7 +22,7 @@ from surprise.prediction_algorithms.predictions import Prediction
 
 from .._config import check_bool, check_choice, check_random_state, resolve_device, resolve_dtype
 from .._data import testset_indices, trainset_arrays
-from ..arrays import ON_DIVERGENCE, as_rating_arrays, train_rating_arrays
+from ..arrays import ON_DIVERGENCE, as_rating_arrays, train_rating_arrays, train_stacked
 from ..trainers import EvalData
 
 _UNKNOWN_REASON = "User and item are unknown."
@@ -118,16 +118,18 @@ class TorchMFAlgo(AlgoBase):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         start = time.perf_counter()
-        # Validated and deduplicated once: a pair rated twice keeps its last
-        # rating, and what the model keeps (SVD++'s N(u)) is what it trained on.
-        flat = trainset_arrays(trainset)
-        arrays = as_rating_arrays(flat.users, flat.items, flat.ratings, flat.n_users, flat.n_items)
+        arrays = _rating_arrays(trainset)
         to_arrays_s = time.perf_counter() - start
         eval_data = self._eval_data(eval_set, kwargs.get("biased", True), device, dtype)
         with _EpochLog(type(self).__name__, kwargs["n_epochs"], verbose, self.log_dir) as log:
             model = train_rating_arrays(type(self)._trainer, arrays, layout=self.layout, device=device,
                                         dtype=dtype, generator=generator, eval_data=eval_data, callback=log,
                                         on_divergence=self.on_divergence, label=repr(self), **kwargs)
+        self._adopt(model, device, to_arrays_s)
+        return self
+
+    def _adopt(self, model, device, to_arrays_s):
+        """Keep a fitted model's arrays on the host, and what the fit ran on."""
         self.global_mean_ = model.global_mean
         self.pu = _host(model.pu)
         self.qi = _host(model.qi)
@@ -142,7 +144,34 @@ class TorchMFAlgo(AlgoBase):
         self.n_threads_ = model.timings["threads"]
         # What converting Surprise's Trainset cost, reported by the benchmark next to fit time.
         self.conversion_s_ = to_arrays_s + model.timings["to_tensors_s"]
-        return self
+
+    # -- stacked fits (model selection) ---------------------------------------------
+    #: Trainer arguments that may differ between fits trained together as one
+    #: stack (see :func:`fit_stacked`); None for algorithms that never stack.
+    _stack_varying = None
+
+    def _stack_key(self):
+        """What this fit must share with the others of a stack, or None if it cannot join one.
+
+        Fits stack when they have the same class and the same value of every
+        trainer argument outside :attr:`_stack_varying`, and the same device,
+        dtype, layout and ``on_divergence``. Verbose, TensorBoard-logging and
+        distributed fits do not stack: their output is per fit.
+
+        Raises
+        ------
+        ValueError
+            For an invalid parameter, as ``fit`` would.
+        """
+        if self._stack_varying is None or getattr(type(self)._trainer, "stacked", None) is None:
+            return None
+        if check_bool("verbose", self.verbose) or self.log_dir is not None or getattr(self, "distributed", False):
+            return None
+        check_choice("on_divergence", self.on_divergence, ON_DIVERGENCE)
+        shared = sorted((k, v) for k, v in self._trainer_kwargs().items() if k not in self._stack_varying)
+        device = resolve_device(self.device)
+        return (type(self), repr(shared), str(device), str(resolve_dtype(self.dtype, device)), self.layout,
+                self.on_divergence)
 
     def _user_rows(self, users):
         """The factor rows that multiply ``qi`` for these inner users (``pu`` here)."""
@@ -305,3 +334,65 @@ class _EpochLog:
         if self.writer is not None:
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, epoch)
+
+
+def _rating_arrays(trainset):
+    """A Trainset's ratings, validated and deduplicated once: a pair rated twice keeps its
+    last rating, and what the model keeps (SVD++'s N(u)) is what it trained on."""
+    flat = trainset_arrays(trainset)
+    return as_rating_arrays(flat.users, flat.items, flat.ratings, flat.n_users, flat.n_items)
+
+
+def fit_stacked(algos, trainsets):
+    """Fit each algorithm on its trainset, all at once: ``algo.fit(trainset)`` for each, as one program.
+
+    The fits train stacked into one block-diagonal problem (see
+    :func:`~surprise_torch.arrays.train_stacked`) and end as each would have
+    alone, up to float rounding: each algorithm is fitted in place, with
+    its own parameters, seed and trainset, ready to ``test`` and ``predict``.
+
+    Parameters
+    ----------
+    algos : list of TorchMFAlgo
+        Algorithms whose stack keys (``algo._stack_key()``) are equal and
+        not None: the same class and shape, differing only in per-fit
+        parameters such as ``reg`` or ``lr_all``.
+    trainsets : list of surprise.Trainset
+        One per algorithm; the same trainset may recur (it is converted once).
+
+    Returns
+    -------
+    list of TorchMFAlgo
+        ``algos``, fitted.
+
+    Raises
+    ------
+    ValueError
+        If the algorithms cannot share a stack.
+    """
+    if not algos or len(algos) != len(trainsets):
+        raise ValueError("fit_stacked needs one trainset per algorithm, and at least one of each.")
+    keys = {algo._stack_key() for algo in algos}
+    if len(keys) != 1 or None in keys:
+        raise ValueError("These algorithms cannot train as one stack: they must be of one class and differ only "
+                         f"in {sorted(algos[0]._stack_varying or ())} (and random_state); fit them one by one.")
+    first = algos[0]
+    device = resolve_device(first.device)
+    start = time.perf_counter()
+    converted = {}
+    for trainset in trainsets:
+        if id(trainset) not in converted:
+            converted[id(trainset)] = _rating_arrays(trainset)
+    to_arrays_s = (time.perf_counter() - start) / len(algos)
+    kwargs = [algo._trainer_kwargs() for algo in algos]
+    shared = {k: v for k, v in kwargs[0].items() if k not in first._stack_varying}
+    per_fit = [{k: kw[k] for k in first._stack_varying if k in kw} | {"generator": check_random_state(algo.random_state)}
+               for kw, algo in zip(kwargs, algos)]
+    models = train_stacked(type(first)._trainer, [converted[id(t)] for t in trainsets], per_fit,
+                           layout=first.layout, device=device, dtype=resolve_dtype(first.dtype, device),
+                           on_divergence=first.on_divergence, labels=[repr(algo) for algo in algos], **shared)
+    for algo, trainset, model in zip(algos, trainsets, models):
+        AlgoBase.fit(algo, trainset)
+        algo._adopt(model, device, to_arrays_s)
+        algo.fit_s_ = model.timings["fit_s"] + to_arrays_s
+    return algos

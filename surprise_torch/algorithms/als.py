@@ -101,6 +101,7 @@ class TorchALS(TorchMFAlgo):
         )
 
     _trainer = staticmethod(train_als)
+    _stack_varying = ("n_epochs", "reg", "reg_bu", "reg_bi")
 
 
 def _world_group():

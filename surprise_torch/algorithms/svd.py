@@ -119,6 +119,7 @@ class TorchSVD(TorchMFAlgo):
         )
 
     _trainer = staticmethod(train_svd)
+    _stack_varying = ("n_epochs", "lr", "reg")
     _terms = ("bu", "bi", "pu", "qi")
     _implicit = False
 

@@ -24,6 +24,13 @@ import torch
 #: crowd on the popular ones, which stay cached (tiling it measured slower).
 TILE_BYTES = 2 ** 20
 
+#: Tiling pays only when each tile's rows average at least this many nonzeros:
+#: every tile's product writes, and adds into the result, a whole
+#: ``(n_rows, m)`` output. ML-10M's item side has 50 per tile row; ML-100K's
+#: folds stacked twenty at a time (model selection) have 3, where tiling made
+#: the products twice slower than the plain one.
+MIN_TILE_DENSITY = 16
+
 
 @dataclass(frozen=True)
 class Observed:
@@ -130,7 +137,10 @@ class CSRProduct:
     def __call__(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """``csr(values) @ dense``: ``(n_rows, n_cols)`` times ``(n_cols, m)``."""
         tile = max(1, TILE_BYTES // max(1, dense.shape[1] * dense.element_size()))
-        if not self.tiled or dense.device.type != "cpu" or tile >= self.shape[1]:
+        n_tiles = -(-self.shape[1] // tile)
+        # Each tile writes and sums a whole output: worth it only when the tiles are dense enough.
+        sparse_tiles = n_tiles * self.shape[0] * MIN_TILE_DENSITY > self.cols.numel()
+        if not self.tiled or dense.device.type != "cpu" or n_tiles == 1 or sparse_tiles:
             ordered = values if self.order is None else values.index_select(0, self.order)
             return _csr(self.crow, self.cols, ordered, self.shape) @ dense
         if tile not in self._tilings:

@@ -157,7 +157,7 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
 def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
                       n_factors: int = 20, n_epochs=10, biased: bool = True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
                       weighted_reg: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
-                      generator=None, on_divergence: str = "raise") -> list:
+                      generator=None, group=None, on_divergence: str = "raise") -> list:
     """Fit several independent ALS models at once, stacked block-diagonally.
 
     ``ratings`` holds every fit's ratings in its own diagonal block (see
@@ -182,6 +182,8 @@ def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
         One generator per fit for the initial factors.
     n_factors, biased, weighted_reg, init_mean, init_std_dev, on_divergence
         As for :func:`train_als`, shared by every fit.
+    group : None
+        Stacked fits train in one process; anything but None is refused.
 
     Returns
     -------
@@ -194,7 +196,7 @@ def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
                     biased=biased, reg=fit_list(reg, n, "reg"), reg_bu=fit_list(reg_bu, n, "reg_bu"),
                     reg_bi=fit_list(reg_bi, n, "reg_bi"), weighted_reg=weighted_reg, init_mean=init_mean,
                     init_std_dev=init_std_dev, generators=fit_list(generator, n, "generator"), eval_data=None,
-                    callback=None, group=None, on_divergence=on_divergence)
+                    callback=None, group=group, on_divergence=on_divergence)
 
 
 def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, reg_bi, weighted_reg, init_mean,
@@ -205,7 +207,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     n_users, n_items = ratings.shape
     if stack.shape != (n_users, n_items):
         raise ValueError(f"The stack covers {stack.shape} but the ratings are {(n_users, n_items)}.")
-    if group is not None and stack.n_fits > 1:
+    if group is not None and stack.n_fits > 1:  # the shards and sums below are per process, not per fit
         raise ValueError("Distributed training (group=...) takes one fit at a time, not a stack.")
     k = n_factors
     comm = _Exchange(group)
@@ -472,3 +474,5 @@ def _as_complete_matrix(matrix) -> torch.Tensor:
     if matrix.numel() == 0:
         raise ValueError(f"complete_als needs a non-empty matrix, got shape {tuple(matrix.shape)}.")
     return matrix
+# Model selection stacks many fits of one trainer into one program (see ._stack).
+train_als.stacked = train_als_stacked

@@ -310,3 +310,5 @@ def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, *
 train_svd.memory_bytes = _svd_memory
 # The widest per-epoch product: every rating against a (n_factors + 2)-wide factor row.
 train_svd.work_per_rating = lambda n_factors=100, **_: n_factors + 2
+# Model selection stacks many fits of one trainer into one program (see ._stack).
+train_svd.stacked = train_svd_stacked
