@@ -146,6 +146,7 @@ def test_row_blocks_give_the_table_solvers_model(problem, monkeypatch, biased):
     monkeypatch.setattr(blocks, "MAX_SEGMENT", 7)
     monkeypatch.setattr(blocks, "BLOCK_ROWS", 16)
     monkeypatch.setattr(observed, "TILE_BYTES", 40)
+    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
     params = dict(n_factors=4, n_epochs=6, biased=biased, generator=torch.Generator().manual_seed(0))
     fast = train_als(ratings * mask, mask, **params)
     monkeypatch.setattr(als._Side, "solve", _table_solve)
@@ -192,6 +193,11 @@ def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype):
     plain = obs.by_item(values) @ dense
     # 3 users' rows per tile: 13 tiles, the last one short.
     monkeypatch.setattr(observed, "TILE_BYTES", 3 * 5 * dense.element_size())
+    # Under 16 ratings per tile row: too sparse to tile, the plain product runs.
+    sparse = observed.Observed.from_mask(mask)
+    torch.testing.assert_close(sparse.item_product(values, dense), plain)
+    assert not sparse._item_product._tilings
+    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
     tiled = observed.Observed.from_mask(mask)
     torch.testing.assert_close(tiled.item_product(values, dense), plain)
     assert len(tiled._item_product._tilings[3][1]) == 13
