@@ -5,9 +5,10 @@ below, and keep the fitted arrays on the host for ``estimate`` and ``test``.
 They hold no numerics of their own.
 """
 
+from ._base import fit_stacked
 from .als import TorchALS
 from .nmf import TorchNMF
 from .svd import TorchSVD
 from .svdpp import TorchSVDpp
 
-__all__ = ["TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF"]
+__all__ = ["TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF", "fit_stacked"]

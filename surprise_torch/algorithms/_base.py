@@ -260,6 +260,17 @@ class TorchMFAlgo(AlgoBase):
                 print(pred)
         return predictions
 
+    def _clipped_estimates(self, users, items):
+        """The ``est`` of every prediction ``test`` would return for these inner ids (-1 unknown), as floats.
+
+        What model selection scores: an impossible estimate is the default
+        prediction, and every estimate is clipped to the rating scale.
+        """
+        est, impossible = self._estimate_arrays(users, items)
+        if impossible.any():
+            est = np.where(impossible, self.default_prediction(), est)
+        return np.clip(est, *self.trainset.rating_scale)
+
     def _predict_block(self, testset):
         uids, iids, r_ui, users, items = testset_indices(self.trainset, testset)
         est, impossible = self._estimate_arrays(users, items)
