@@ -45,6 +45,7 @@ from surprise.model_selection import cross_validate as _surprise_cross_validate
 from surprise.model_selection.validation import fit_and_score, print_summary
 
 from ._data import testset_indices
+from ._threads import lane_count, run_lanes
 from .algorithms import fit_stacked
 
 __all__ = ["GridSearchCV", "RandomizedSearchCV", "cross_validate"]
@@ -87,9 +88,23 @@ def evaluate(algos, splits, measures, return_train_measures=False, n_jobs=1, pre
         key = algo._stack_key() if hasattr(algo, "_stack_key") else None
         groups.setdefault(key, []).append(cell)
     alone = groups.pop(None, [])
+    converted = {}
+
+    def job(cells):
+        return lambda: fit_stacked([algos[c] for c in cells], [splits[c][0] for c in cells], converted)
+
+    # CPU stacks are cut into one part per lane, each lane taking a part of every stack.
+    n_lanes = lane_count()
+    lanes = [[] for _ in range(n_lanes)]
+    for key, cells in groups.items():
+        if key[2] == "cpu":
+            for lane, part in zip(lanes, np.array_split(np.array(cells), min(n_lanes, len(cells)))):
+                lane.append(job(part.tolist()))
+        else:
+            job(cells)()
+    run_lanes(lanes)
     scorer = _Scorer(measures, return_train_measures)
     for cells in groups.values():
-        fit_stacked([algos[c] for c in cells], [splits[c][0] for c in cells])
         for c in cells:
             results[c] = scorer(algos[c], *splits[c])
     if alone:

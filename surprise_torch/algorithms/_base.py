@@ -354,7 +354,7 @@ def _rating_arrays(trainset):
     return as_rating_arrays(flat.users, flat.items, flat.ratings, flat.n_users, flat.n_items)
 
 
-def fit_stacked(algos, trainsets):
+def fit_stacked(algos, trainsets, converted=None):
     """Fit each algorithm on its trainset, all at once: ``algo.fit(trainset)`` for each, as one program.
 
     The fits train stacked into one block-diagonal problem (see
@@ -370,6 +370,9 @@ def fit_stacked(algos, trainsets):
         parameters such as ``reg`` or ``lr_all``.
     trainsets : list of surprise.Trainset
         One per algorithm; the same trainset may recur (it is converted once).
+    converted : dict, optional
+        Trainsets already converted, by ``id``; filled with the ones
+        converted here, so that several calls convert each trainset once.
 
     Returns
     -------
@@ -390,7 +393,7 @@ def fit_stacked(algos, trainsets):
     first = algos[0]
     device = resolve_device(first.device)
     start = time.perf_counter()
-    converted = {}
+    converted = {} if converted is None else converted
     for trainset in trainsets:
         if id(trainset) not in converted:
             converted[id(trainset)] = _rating_arrays(trainset)
