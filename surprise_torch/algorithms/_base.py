@@ -377,7 +377,8 @@ def fit_stacked(algos, trainsets, converted=None):
     Returns
     -------
     list of TorchMFAlgo
-        ``algos``, fitted.
+        ``algos``, fitted; each also with ``fit_s_``, its share of its
+        round's seconds, and ``stack_size_``, the fits in that round.
 
     Raises
     ------
@@ -408,5 +409,7 @@ def fit_stacked(algos, trainsets, converted=None):
     for algo, trainset, model in zip(algos, trainsets, models):
         AlgoBase.fit(algo, trainset)
         algo._adopt(model, device, to_arrays_s)
+        # Its share of its round's seconds, and how many fits shared that round.
         algo.fit_s_ = model.timings["fit_s"] + to_arrays_s
+        algo.stack_size_ = model.timings["stacked"]
     return algos
