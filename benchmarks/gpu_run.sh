@@ -14,3 +14,6 @@ python -m benchmarks.scaling --device cuda --shapes ml-1m ml-10m ml-20m --algori
 # (about 33 ms per sweep at 100 factors on an H200).
 python -m benchmarks.scaling --device cuda --shapes netflix --algorithms TorchALS --als-factors 100 \
     --timeout 240 --out "$out/scaling-netflix" 2>&1 | tee "$out/scaling-netflix.log"
+# Model selection on ML-100K: our stacked GridSearchCV on the GPU against Surprise's per-fit searches
+# (the same classes on the GPU, one fit after another; Surprise's SVD on the host's cores).
+python -m benchmarks.model_selection --device cuda --out "$out/model-selection" 2>&1 | tee "$out/model-selection.log"

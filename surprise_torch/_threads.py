@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-__all__ = ["set_num_threads", "fit_threads", "thread_policy", "lane_count", "run_lanes", "SINGLE_THREAD_WORK"]
+__all__ = ["set_num_threads", "fit_threads", "thread_policy", "lane_count", "lanes_running", "run_lanes",
+           "SINGLE_THREAD_WORK"]
 
 #: Multiply-adds of a fit's widest per-epoch product (ratings x product width,
 #: see each trainer's ``work_per_rating``) under which the fit runs on one
@@ -120,6 +121,14 @@ def thread_policy(work: float, device: torch.device):
             torch.set_num_threads(previous)
 
 
+def lanes_running() -> int:
+    """How many lanes of :func:`run_lanes` run beside the calling thread's, itself included (1 outside lanes).
+
+    Each lane's programs may take only this share of the memory a lone program may.
+    """
+    return getattr(_lane, "of", 1) if getattr(_lane, "active", False) else 1
+
+
 def lane_count() -> int:
     """How many independent CPU programs :func:`run_lanes` should run side by side: a large fit's threads."""
     return fit_threads(float("inf"))
@@ -147,7 +156,7 @@ def run_lanes(lanes: list) -> None:
         return
 
     def run(lane):
-        _lane.active = True
+        _lane.active, _lane.of = True, len(lanes)
         try:
             for job in lane:
                 job()

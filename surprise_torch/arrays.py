@@ -19,7 +19,7 @@ import torch
 
 from ._config import check_choice, check_random_state, resolve_device, resolve_dtype
 from ._data import RatingArrays, available_bytes, dense_bytes, to_dense
-from ._threads import thread_policy
+from ._threads import lanes_running, thread_policy
 from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_nmf,
                        train_svd)
 
@@ -400,8 +400,9 @@ def _synchronised(device, start):
 
 
 def _rounds(need: list, free) -> list:
-    """Consecutive fits grouped into rounds of at most :data:`STACK_MEMORY_SHARE` of ``free`` bytes each."""
-    budget = STACK_MEMORY_SHARE * free if free is not None else float("inf")
+    """Consecutive fits grouped into rounds of at most :data:`STACK_MEMORY_SHARE` of ``free`` bytes each
+    (shared with the other lanes of a search that run beside this one)."""
+    budget = STACK_MEMORY_SHARE * free / lanes_running() if free is not None else float("inf")
     rounds, current, used = [], [], 0
     for b, size in enumerate(need):
         if current and used + size > budget:

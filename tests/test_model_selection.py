@@ -272,12 +272,13 @@ def test_cross_validate_hands_other_algorithms_to_surprise(synthetic):
 def test_lanes_run_every_job_on_one_thread_each_and_restore_torch():
     before = torch.get_num_threads()
     seen = []
-    lanes = [[lambda: seen.append(("a", threads.fit_threads(1e12), torch.get_num_threads()))],
-             [lambda: seen.append(("b", threads.fit_threads(1e12), torch.get_num_threads()))] * 2]
+    lanes = [[lambda: seen.append(("a", threads.fit_threads(1e12), torch.get_num_threads(), threads.lanes_running()))],
+             [lambda: seen.append(("b", threads.fit_threads(1e12), torch.get_num_threads(), threads.lanes_running()))] * 2]
     threads.run_lanes(lanes)
     assert sorted(s[0] for s in seen) == ["a", "b", "b"]
-    assert all(s[1] == 1 and s[2] == 1 for s in seen)
-    assert torch.get_num_threads() == before
+    # One torch thread each, and half the memory budget each.
+    assert all(s[1:] == (1, 1, 2) for s in seen)
+    assert torch.get_num_threads() == before and threads.lanes_running() == 1
 
     def fail():
         raise RuntimeError("boom")
