@@ -6,6 +6,9 @@
 
 The package is layered, and imports run one way, top to bottom:
 
+- :mod:`surprise_torch.model_selection`: Surprise's ``GridSearchCV``,
+  ``RandomizedSearchCV`` and ``cross_validate``, training many fits as one
+  stacked program;
 - :mod:`surprise_torch.algorithms`: the Surprise ``AlgoBase`` classes;
 - :mod:`surprise_torch.arrays`: :func:`train_on_arrays`, training from
   ``(user, item, rating)`` arrays (layout, memory, threads, rating scale);

@@ -10,8 +10,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "surprise_torch"
 # Each layer, and the layers (by module path prefix) it must never import.
 FORBIDDEN = {
     "trainers": ("surprise_torch.arrays", "surprise_torch.algorithms", "surprise_torch._data",
-                 "surprise_torch.recommend", "surprise_torch.datasets", "surprise"),
-    "arrays": ("surprise_torch.algorithms", "surprise_torch.recommend", "surprise"),
+                 "surprise_torch.recommend", "surprise_torch.datasets", "surprise_torch.model_selection", "surprise"),
+    "arrays": ("surprise_torch.algorithms", "surprise_torch.recommend", "surprise_torch.model_selection", "surprise"),
+    "algorithms": ("surprise_torch.model_selection", "surprise_torch.recommend"),
 }
 
 
