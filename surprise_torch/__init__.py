@@ -16,11 +16,12 @@ The package is layered, and imports run one way, top to bottom:
   they share.
 """
 
-from .algorithms import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
+from .algorithms import TorchALS, TorchBayesMF, TorchNMF, TorchSVD, TorchSVDpp
 from .arrays import train_on_arrays
 from .recommend import top_n
 from ._threads import set_num_threads
-from .trainers import MFModel, TrainingDivergedError, TrainingDivergedWarning, complete_als, solve_ridge_rows, train_als, train_nmf, train_svd
+from .trainers import (MFModel, TrainingDivergedError, TrainingDivergedWarning, complete_als, solve_ridge_rows,
+                       train_als, train_bayes_mf, train_nmf, train_svd)
 
 __version__ = "0.1.0"
 
@@ -29,10 +30,12 @@ __all__ = [
     "TorchALS",
     "TorchSVDpp",
     "TorchNMF",
+    "TorchBayesMF",
     "top_n",
     "train_svd",
     "train_als",
     "train_nmf",
+    "train_bayes_mf",
     "train_on_arrays",
     "solve_ridge_rows",
     "complete_als",

@@ -20,8 +20,8 @@ import torch
 from ._config import check_choice, check_random_state, resolve_device, resolve_dtype
 from ._data import RatingArrays, available_bytes, dense_bytes, to_dense
 from ._threads import lanes_running, thread_policy
-from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_nmf,
-                       train_svd)
+from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_bayes_mf,
+                       train_nmf, train_svd)
 
 __all__ = ["train_on_arrays", "train_rating_arrays", "train_stacked", "ratings_tensor", "choose_layout",
            "as_rating_arrays", "RatingScale", "DENSE_BUDGET", "DENSE_MAX_CELLS_PER_RATING", "STACK_MEMORY_SHARE"]
@@ -193,8 +193,8 @@ def train_on_arrays(trainer, users, items, ratings, *, n_users=None, n_items=Non
     Parameters
     ----------
     trainer : str or callable
-        ``"svd"``, ``"svdpp"``, ``"als"``, ``"nmf"``, or a trainer function
-        (:func:`~surprise_torch.train_svd`, ...).
+        ``"svd"``, ``"svdpp"``, ``"als"``, ``"nmf"``, ``"bayes"``, or a trainer
+        function (:func:`~surprise_torch.train_svd`, ...).
     users, items : array-like of int
         0-based ids.
     ratings : array-like of float
@@ -377,7 +377,7 @@ def _setup(trainer, datasets, layout, device, dtype, on_divergence, params, shap
         _check_magnitude(arrays.ratings, dt)
     n_users, n_items, n_ratings = shape or (datasets[0].n_users, datasets[0].n_items, len(datasets[0].ratings))
     chosen = choose_layout(layout, n_users, n_items, dt, dev, n_ratings=n_ratings)
-    sizing = {k: v for k, v in params.items() if k in ("n_factors", "biased", "implicit")}
+    sizing = {k: v for k, v in params.items() if k in ("n_factors", "biased", "implicit", "max_samples")}
     return trainer, dev, dt, chosen, sizing
 
 
@@ -509,7 +509,7 @@ class RatingScale:
 
 
 def _trainer_named(name, params):
-    trainers = {"svd": train_svd, "svdpp": train_svd, "als": train_als, "nmf": train_nmf}
+    trainers = {"svd": train_svd, "svdpp": train_svd, "als": train_als, "nmf": train_nmf, "bayes": train_bayes_mf}
     if name not in trainers:
         raise ValueError(f"trainer must be one of {sorted(trainers)} or a trainer function, got {name!r}.")
     if name == "svdpp":

@@ -147,14 +147,18 @@ def test_row_blocks_give_the_table_solvers_model(problem, monkeypatch, biased):
     monkeypatch.setattr(blocks, "BLOCK_ROWS", 16)
     monkeypatch.setattr(observed, "TILE_BYTES", 40)
     monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
-    params = dict(n_factors=4, n_epochs=6, biased=biased, generator=torch.Generator().manual_seed(0))
-    fast = train_als(ratings * mask, mask, **params)
+    params = dict(n_factors=4, n_epochs=6, biased=biased)
+    # Both of a side's ways to its Gram matrices: the in-cache table (narrow features) and the row blocks.
+    fitted = {}
+    for width in (64, 0):
+        monkeypatch.setattr(als, "TABLE_MAX_WIDTH", width)
+        fitted[width] = train_als(ratings * mask, mask, generator=torch.Generator().manual_seed(0), **params)
     monkeypatch.setattr(als._Side, "solve", _table_solve)
-    params["generator"] = torch.Generator().manual_seed(0)
-    reference = train_als(ratings * mask, mask, **params)
-    for name in ("pu", "qi", "bu", "bi"):
-        torch.testing.assert_close(getattr(fast, name), getattr(reference, name), rtol=1e-9, atol=1e-11)
-    assert fast.history["loss"] == pytest.approx(reference.history["loss"], rel=1e-10)
+    reference = train_als(ratings * mask, mask, generator=torch.Generator().manual_seed(0), **params)
+    for fast in fitted.values():
+        for name in ("pu", "qi", "bu", "bi"):
+            torch.testing.assert_close(getattr(fast, name), getattr(reference, name), rtol=1e-9, atol=1e-11)
+        assert fast.history["loss"] == pytest.approx(reference.history["loss"], rel=1e-10)
 
 
 def test_row_blocks_solve_every_rows_ridge_regression():

@@ -7,8 +7,9 @@ They hold no numerics of their own.
 
 from ._base import fit_stacked
 from .als import TorchALS
+from .bayes import TorchBayesMF
 from .nmf import TorchNMF
 from .svd import TorchSVD
 from .svdpp import TorchSVDpp
 
-__all__ = ["TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF", "fit_stacked"]
+__all__ = ["TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF", "TorchBayesMF", "fit_stacked"]

@@ -87,20 +87,27 @@ class EvalData:
     default: float
 
 
-def eval_rmse(data: Optional[EvalData], mu, pu, qi, bu, bi) -> Optional[float]:
-    """RMSE of a factorization on ``data``, following Surprise SVD's unknown-id rules."""
-    if data is None or data.users.numel() == 0:
-        return None
+def eval_estimates(data: EvalData, mu, pu, qi, bu, bi) -> torch.Tensor:
+    """A factorization's estimates of ``data``'s pairs, unclipped, following Surprise SVD's unknown-id rules."""
     ku, ki = data.users >= 0, data.items >= 0
     u, i = data.users.clamp(min=0), data.items.clamp(min=0)
     both = ku & ki
     dot = (pu[u] * qi[i]).sum(1) * both
     if data.biased:
-        est = mu + bu[u] * ku + bi[i] * ki + dot
-    else:
-        est = torch.where(both, dot, torch.full_like(dot, data.default))
-    est = est.clamp(*data.rating_scale)
-    return math.sqrt(float(((est - data.ratings) ** 2).mean()))
+        return mu + bu[u] * ku + bi[i] * ki + dot
+    return torch.where(both, dot, torch.full_like(dot, data.default))
+
+
+def estimates_rmse(data: EvalData, est: torch.Tensor) -> float:
+    """RMSE of estimates of ``data``'s pairs, clipped to the rating scale as Surprise's ``predict`` does."""
+    return math.sqrt(float(((est.clamp(*data.rating_scale) - data.ratings) ** 2).mean()))
+
+
+def eval_rmse(data: Optional[EvalData], mu, pu, qi, bu, bi) -> Optional[float]:
+    """RMSE of a factorization on ``data``, following Surprise SVD's unknown-id rules."""
+    if data is None or data.users.numel() == 0:
+        return None
+    return estimates_rmse(data, eval_estimates(data, mu, pu, qi, bu, bi))
 
 
 #: How far above its reference a training RMSE may go before the run counts as

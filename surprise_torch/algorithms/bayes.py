@@ -1,0 +1,118 @@
+"""TorchBayesMF: Bayesian matrix factorization (Gibbs-sampled BPMF) as a Surprise algorithm."""
+
+from __future__ import annotations
+
+from .._config import check_bool, check_float, check_int
+from ..trainers.bayes import sampling_plan, train_bayes_mf
+from ._base import TorchMFAlgo
+
+__all__ = ["TorchBayesMF"]
+
+
+class TorchBayesMF(TorchMFAlgo):
+    """Bayesian matrix factorization, sampled by Gibbs sweeps on ALS's batched normal equations.
+
+    Surprise's SVD model, ``mu + bu + bi + pu . qi``, with priors instead of
+    regularisation: Gaussian factors and biases whose means and precisions
+    (one per dimension, per side) have Normal-Gamma hyperpriors, and a
+    Gamma prior on the noise precision, as in Salakhutdinov and Mnih's BPMF
+    with libFM's hyperpriors. Every sweep draws all users' factors and
+    biases (one batched ALS solve, by perturbation), their hyperparameters,
+    then the items', then the global mean and the noise. The estimate is the
+    posterior predictive mean over the kept samples. There is no learning
+    rate or regularisation to tune, and (ratings being standardised first)
+    no dependence on the rating scale.
+
+    Parameters
+    ----------
+    n_factors : int, default 10
+    n_epochs : int, default 200
+        Gibbs sweeps in all, burn-in included.
+    burn_in : int, default 50
+        Sweeps whose samples are discarded; must be below ``n_epochs``.
+    thinning : int, optional
+        Keep every ``thinning``-th sample after the burn-in; None keeps as
+        many as ``max_samples`` allows, evenly spread.
+    max_samples : int, default 50
+        The most samples kept (predictions average over them; memory grows
+        with them: ``(n_users + n_items) x n_factors x max_samples`` floats).
+    biased : bool, default True
+        Sample ``mu + bu + bi`` too; if False, unknown users or items make
+        predictions impossible, as in Surprise's SVD.
+    init_std_dev : float, default 0.1
+        Normal initialisation of the factors.
+    prior_shape, prior_rate : float, default 1, 1
+        Shape and rate of the Gamma hyperpriors on every precision (the
+        factors' and biases' per dimension, and the noise's).
+    prior_strength : float, default 1
+        Pseudo-observations behind the hyperprior mean of 0.
+    random_state : int, optional
+        Seed of every draw; the same seed gives the same model on the CPU.
+    verbose : bool, default False
+        Print each sweep's metrics.
+    device, dtype, layout, log_dir, on_divergence
+        As for :class:`~surprise_torch.TorchALS`.
+
+    Attributes
+    ----------
+    pu, qi : numpy.ndarray
+        The kept samples' factors side by side, ``(n_users, n_samples_ *
+        n_factors)`` and ``(n_items, ...)``, scaled by ``n_samples_ ** -0.5``:
+        ``pu[u] . qi[i]`` is the posterior mean of the samples' dot products,
+        so Surprise's SVD estimate formula (and ``top_n``) gives the
+        posterior predictive mean.
+    bu, bi : numpy.ndarray
+        Posterior means of the biases.
+    n_samples_ : int
+        Samples kept.
+    history : dict of str to list of float
+        Per sweep: ``train_rmse`` of the current sample, ``train_rmse_mean``
+        of the running posterior mean, ``noise_std``, and with
+        ``fit(..., eval_set=...)`` the running mean's ``eval_rmse``.
+    device_, layout_, n_threads_, diverged_, conversion_s_
+        What the last fit ran on and how it ended (see ``TorchMFAlgo``).
+    """
+
+    def __init__(self, n_factors=10, n_epochs=200, burn_in=50, thinning=None, max_samples=50, biased=True,
+                 init_std_dev=0.1, prior_shape=1.0, prior_rate=1.0, prior_strength=1.0, random_state=None,
+                 verbose=False, device="auto", dtype=None, layout="auto", log_dir=None, on_divergence="warn"):
+        super().__init__()
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.burn_in = burn_in
+        self.thinning = thinning
+        self.max_samples = max_samples
+        self.biased = biased
+        self.init_std_dev = init_std_dev
+        self.prior_shape = prior_shape
+        self.prior_rate = prior_rate
+        self.prior_strength = prior_strength
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.dtype = dtype
+        self.layout = layout
+        self.log_dir = log_dir
+        self.on_divergence = on_divergence
+
+    def _trainer_kwargs(self):
+        kwargs = dict(
+            n_factors=check_int("n_factors", self.n_factors),
+            n_epochs=check_int("n_epochs", self.n_epochs),
+            burn_in=check_int("burn_in", self.burn_in, minimum=0),
+            thinning=None if self.thinning is None else check_int("thinning", self.thinning),
+            max_samples=check_int("max_samples", self.max_samples),
+            biased=check_bool("biased", self.biased),
+            init_std_dev=check_float("init_std_dev", self.init_std_dev),
+            prior_shape=check_float("prior_shape", self.prior_shape, strict=True),
+            prior_rate=check_float("prior_rate", self.prior_rate, strict=True),
+            prior_strength=check_float("prior_strength", self.prior_strength, strict=True),
+        )
+        sampling_plan(kwargs["n_epochs"], kwargs["burn_in"], kwargs["thinning"], kwargs["max_samples"])
+        return kwargs
+
+    def _adopt(self, model, device, to_arrays_s):
+        super()._adopt(model, device, to_arrays_s)
+        self.n_samples_ = self.pu.shape[1] // max(1, self.n_factors)
+
+    _trainer = staticmethod(train_bayes_mf)
