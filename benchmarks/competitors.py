@@ -4,6 +4,10 @@ cornac's MF (multi-threaded Cython SGD) is the fastest CPU peer we know of. It
 is used only when ``cornac`` is installed (``pip install cornac``); the
 wrapper hands cornac the trainset's ratings and reads its fitted factors back
 into Surprise SVD's prediction rule.
+
+myFM (``pip install myfm``) is libFM's Gibbs sampler for factorization
+machines, in C++: with one-hot user and item ids it is Bayesian matrix
+factorization, the model :class:`~surprise_torch.TorchBayesMF` samples.
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ from surprise import AlgoBase, PredictionImpossible
 def cornac_available() -> bool:
     """Whether cornac can be imported here."""
     return importlib.util.find_spec("cornac") is not None
+
+
+def myfm_available() -> bool:
+    """Whether myFM can be imported here (it needs setuptools' pkg_resources)."""
+    try:
+        import myfm  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class CornacMF(AlgoBase):
@@ -60,3 +73,58 @@ class CornacMF(AlgoBase):
         if known_u and known_i:
             est += float(np.dot(self.pu[u], self.qi[i]))
         return est
+
+
+class MyFMBayes(AlgoBase):
+    """myFM's Gibbs-sampled factorization machine on one-hot user and item ids, behind Surprise's interface.
+
+    Users and items are two groups with their own hyperparameters (myFM's
+    ``grouping``), as in libFM's and myFM's MovieLens examples; every sample
+    is kept (myFM's default), and predictions average them. ``test`` predicts
+    the whole testset in one call and clips like Surprise's ``predict``.
+
+    Parameters
+    ----------
+    rank : int, default 10
+    n_iter : int, default 200
+        Gibbs sweeps.
+    random_seed : int, default 0
+    """
+
+    def __init__(self, rank=10, n_iter=200, random_seed=0):
+        AlgoBase.__init__(self)
+        self.rank, self.n_iter, self.random_seed = rank, n_iter, random_seed
+
+    def _features(self, users, items):
+        import scipy.sparse as sp
+
+        n_users, n_items = self.trainset.n_users, self.trainset.n_items
+        rows = np.arange(len(users))
+        known_u, known_i = users >= 0, items >= 0
+        cols = np.concatenate([users[known_u], n_users + items[known_i]])
+        rows = np.concatenate([rows[known_u], rows[known_i]])
+        return sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(users), n_users + n_items))
+
+    def fit(self, trainset):
+        import myfm
+
+        AlgoBase.fit(self, trainset)
+        users, items, ratings = (np.array(column) for column in zip(*trainset.all_ratings()))
+        self.model = myfm.MyFMRegressor(rank=self.rank, random_seed=self.random_seed)
+        self.model.fit(self._features(users.astype(np.int64), items.astype(np.int64)), ratings.astype(np.float64),
+                       n_iter=self.n_iter, grouping=[0] * trainset.n_users + [1] * trainset.n_items)
+        return self
+
+    def test(self, testset, verbose=False):
+        from surprise.prediction_algorithms.predictions import Prediction
+
+        users = np.array([self.trainset._raw2inner_id_users.get(u, -1) for u, _, _ in testset], dtype=np.int64)
+        items = np.array([self.trainset._raw2inner_id_items.get(i, -1) for _, i, _ in testset], dtype=np.int64)
+        low, high = self.trainset.rating_scale
+        est = np.clip(self.model.predict(self._features(users, items)), low, high)
+        return [Prediction(u, i, r, float(e), {"was_impossible": False}) for (u, i, r), e in zip(testset, est)]
+
+    def estimate(self, u, i):
+        users = np.array([u if self.trainset.knows_user(u) else -1], dtype=np.int64)
+        items = np.array([i if self.trainset.knows_item(i) else -1], dtype=np.int64)
+        return float(self.model.predict(self._features(users, items))[0])

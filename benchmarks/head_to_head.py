@@ -21,11 +21,11 @@ from pathlib import Path
 from surprise import NMF, SVD, BaselineOnly, SVDpp, accuracy
 from surprise.model_selection import KFold
 
-from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
+from surprise_torch import TorchALS, TorchBayesMF, TorchNMF, TorchSVD, TorchSVDpp
 from surprise_torch.algorithms._base import TorchMFAlgo
 from surprise_torch.datasets import dataset_path, load_builtin
 
-from .competitors import CornacMF, cornac_available
+from .competitors import CornacMF, MyFMBayes, cornac_available, myfm_available
 from .environment import describe_environment
 
 #: name -> (factory taking the device, the Surprise algorithm its times are compared with)
@@ -38,11 +38,16 @@ ALGORITHMS = {
     "TorchALS": (lambda device: TorchALS(random_state=0, device=device), "SVD"),
     "TorchSVDpp": (lambda device: TorchSVDpp(random_state=0, device=device), "SVDpp"),
     "TorchNMF": (lambda device: TorchNMF(random_state=0, device=device), "NMF"),
+    # Its defaults are myFM's row's rank and sweeps (10, 200): the speed comparison.
+    "TorchBayesMF": (lambda device: TorchBayesMF(random_state=0, device=device), "SVD"),
 }
 if cornac_available():
     ALGORITHMS["cornac-MF"] = (lambda device: CornacMF(), "SVD")
     ALGORITHMS["cornac-MF-k100"] = (lambda device: CornacMF(k=100, lambda_reg=0.1, max_iter=50), "SVD")
-DEFAULT_ALGORITHMS = ["SVD", "SVDpp", "NMF", "BaselineOnly", "TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF"] + [a for a in ALGORITHMS if a.startswith("cornac")]
+if myfm_available():
+    ALGORITHMS["myFM-r10-200"] = (lambda device: MyFMBayes(rank=10, n_iter=200), "SVD")
+DEFAULT_ALGORITHMS = (["SVD", "SVDpp", "NMF", "BaselineOnly", "TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF",
+                       "TorchBayesMF"] + [a for a in ALGORITHMS if a.startswith(("cornac", "myFM"))])
 
 
 @dataclass

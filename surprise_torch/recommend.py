@@ -117,7 +117,7 @@ class _Factors:
         if not hasattr(algo, "qi") or getattr(algo, "trainset", None) is None:
             raise ValueError(f"top_n needs a fitted {type(algo).__name__}; call fit first.")
         if isinstance(algo, TorchMFAlgo):
-            return cls(algo._user_rows, algo.qi, algo.bu, algo.bi, algo.global_mean_, algo.biased)
+            return cls(algo._user_rows, algo._item_factors(), algo.bu, algo.bi, algo.global_mean_, algo.biased)
         mu = algo.trainset.global_mean
         if isinstance(algo, SVDpp):
             # Surprise's SVDpp.estimate: |N(u)|^-1/2 times the sum of yj over

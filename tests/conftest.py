@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from surprise import Dataset, Reader
 
-from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
+from surprise_torch import TorchALS, TorchBayesMF, TorchNMF, TorchSVD, TorchSVDpp
 
 # Parameters that make every algorithm fit the synthetic data in milliseconds.
 FAST = {
@@ -12,8 +12,13 @@ FAST = {
     TorchALS: dict(n_factors=4, n_epochs=8, reg=0.05, random_state=0),
     TorchSVDpp: dict(n_factors=4, n_epochs=40, reg_all=0.05, random_state=0),
     TorchNMF: dict(n_factors=4, n_epochs=60, biased=True, random_state=0),
+    TorchBayesMF: dict(n_factors=4, n_epochs=30, burn_in=2, max_samples=30, random_state=0),
 }
 ALGORITHMS = list(FAST)
+
+# The per-epoch metrics each algorithm records (with an eval_set), and the one that must fall as it trains.
+HISTORY = {algo_class: ({"loss", "train_rmse", "eval_rmse"}, "loss") for algo_class in ALGORITHMS}
+HISTORY[TorchBayesMF] = ({"train_rmse", "train_rmse_mean", "noise_std", "eval_rmse"}, "train_rmse_mean")
 
 # For each algorithm, parameters that must each change the fitted model.
 _SGD_CHANGES = {"lr_all": 0.03, "reg_all": 0.5, "lr_pu": 0.02, "lr_qi": 0.02, "lr_bu": 0.02, "lr_bi": 0.02,
@@ -26,6 +31,8 @@ CHANGES = {
                "init_std_dev": 0.3},
     TorchNMF: {"reg_pu": 0.5, "reg_qi": 0.5, "reg_bu": 1.0, "reg_bi": 1.0, "lr_bu": 0.05, "lr_bi": 0.05,
                "init_low": 0.2, "init_high": 2.0, "biased": False},
+    TorchBayesMF: {"burn_in": 10, "thinning": 2, "max_samples": 10, "prior_shape": 5.0, "prior_rate": 5.0,
+                   "prior_strength": 10.0, "init_std_dev": 0.5, "biased": False},
 }
 
 # For each algorithm, parameters that make training blow up.
@@ -34,6 +41,7 @@ DIVERGE = {
     TorchSVDpp: {"optimizer": "sgd", "lr_all": 1e4, "reg_all": 0.0},
     TorchALS: {"init_std_dev": 1e200},
     TorchNMF: {"init_high": 1e30},
+    TorchBayesMF: {"init_std_dev": 1e200},
 }
 
 

@@ -174,8 +174,12 @@ class TorchMFAlgo(AlgoBase):
                 self.on_divergence)
 
     def _user_rows(self, users):
-        """The factor rows that multiply ``qi`` for these inner users (``pu`` here)."""
+        """The factor rows that multiply :meth:`_item_factors` for these inner users (``pu`` here)."""
         return self.pu.take(users, axis=0)
+
+    def _item_factors(self):
+        """The item factor matrix of the estimate's dot product (``qi`` here)."""
+        return self.qi
 
     def _eval_data(self, eval_set, biased, device, dtype):
         if eval_set is None:
@@ -205,10 +209,11 @@ class TorchMFAlgo(AlgoBase):
         both = known_u & known_i
         u, i = np.where(known_u, users, 0), np.where(known_i, items, 0)
         dot = np.zeros(len(users))
-        rows = max(1, ESTIMATE_BLOCK // max(1, self.qi.shape[1]))
+        qi = self._item_factors()
+        rows = max(1, ESTIMATE_BLOCK // max(1, qi.shape[1]))
         for start in range(0, len(users), rows):
             block = slice(start, start + rows)
-            dot[block] = np.einsum("ij,ij->i", self.qi.take(i[block], axis=0), self._user_rows(u[block]))
+            dot[block] = np.einsum("ij,ij->i", qi.take(i[block], axis=0), self._user_rows(u[block]))
         dot[~both] = 0.0
         if self.biased:
             est = self.global_mean_ + np.where(known_u, self.bu[u], 0.0) + np.where(known_i, self.bi[i], 0.0) + dot

@@ -18,7 +18,8 @@ class TorchBayesMF(TorchMFAlgo):
     Gamma prior on the noise precision, as in Salakhutdinov and Mnih's BPMF
     with libFM's hyperpriors. Every sweep draws all users' factors and
     biases (one batched ALS solve, by perturbation), their hyperparameters,
-    then the items', then the global mean and the noise. The estimate is the
+    then the items', then the noise (the global mean is the ratings' mean,
+    as in Surprise's SVD). The estimate is the
     posterior predictive mean over the kept samples. There is no learning
     rate or regularisation to tune, and (ratings being standardised first)
     no dependence on the rating scale.
@@ -28,12 +29,12 @@ class TorchBayesMF(TorchMFAlgo):
     n_factors : int, default 10
     n_epochs : int, default 200
         Gibbs sweeps in all, burn-in included.
-    burn_in : int, default 50
+    burn_in : int, default 10
         Sweeps whose samples are discarded; must be below ``n_epochs``.
     thinning : int, optional
         Keep every ``thinning``-th sample after the burn-in; None keeps as
         many as ``max_samples`` allows, evenly spread.
-    max_samples : int, default 50
+    max_samples : int, default 200
         The most samples kept (predictions average over them; memory grows
         with them: ``(n_users + n_items) x n_factors x max_samples`` floats).
     biased : bool, default True
@@ -55,14 +56,14 @@ class TorchBayesMF(TorchMFAlgo):
 
     Attributes
     ----------
-    pu, qi : numpy.ndarray
+    pu, qi, bu, bi : numpy.ndarray
+        Posterior means of the factors and biases, as Surprise's SVD names them.
+    pu_samples_, qi_samples_ : numpy.ndarray
         The kept samples' factors side by side, ``(n_users, n_samples_ *
         n_factors)`` and ``(n_items, ...)``, scaled by ``n_samples_ ** -0.5``:
-        ``pu[u] . qi[i]`` is the posterior mean of the samples' dot products,
-        so Surprise's SVD estimate formula (and ``top_n``) gives the
-        posterior predictive mean.
-    bu, bi : numpy.ndarray
-        Posterior means of the biases.
+        ``pu_samples_[u] . qi_samples_[i]`` is the posterior mean of the
+        samples' dot products. ``estimate``, ``test`` and ``top_n`` use them
+        in Surprise's SVD formula: the posterior predictive mean.
     n_samples_ : int
         Samples kept.
     history : dict of str to list of float
@@ -73,7 +74,7 @@ class TorchBayesMF(TorchMFAlgo):
         What the last fit ran on and how it ended (see ``TorchMFAlgo``).
     """
 
-    def __init__(self, n_factors=10, n_epochs=200, burn_in=50, thinning=None, max_samples=50, biased=True,
+    def __init__(self, n_factors=10, n_epochs=200, burn_in=10, thinning=None, max_samples=200, biased=True,
                  init_std_dev=0.1, prior_shape=1.0, prior_rate=1.0, prior_strength=1.0, random_state=None,
                  verbose=False, device="auto", dtype=None, layout="auto", log_dir=None, on_divergence="warn"):
         super().__init__()
@@ -113,6 +114,12 @@ class TorchBayesMF(TorchMFAlgo):
 
     def _adopt(self, model, device, to_arrays_s):
         super()._adopt(model, device, to_arrays_s)
-        self.n_samples_ = self.pu.shape[1] // max(1, self.n_factors)
+        self.n_samples_ = self.pu_samples_.shape[1] // max(1, self.pu.shape[1])
+
+    def _user_rows(self, users):
+        return self.pu_samples_.take(users, axis=0)
+
+    def _item_factors(self):
+        return self.qi_samples_
 
     _trainer = staticmethod(train_bayes_mf)

@@ -50,7 +50,9 @@ class MFModel:
         ``train_rmse``, and ``eval_rmse`` when an evaluation set was given.
     extras : dict of str to torch.Tensor
         Further fitted arrays of richer models (SVD++'s implicit factors
-        ``yj`` and each user's implicit sum ``implicit_``).
+        ``yj`` and each user's implicit sum ``implicit_``; the Bayesian
+        model's kept samples ``pu_samples_`` and ``qi_samples_``, which
+        replace ``pu`` and ``qi`` in its prediction).
     diverged : str or None
         Why training stopped early, when it blew up and the trainer returned
         its last sound state (``on_divergence="recover"``); None otherwise.

@@ -7,11 +7,12 @@ every trainer::
     r_ui ~ N(mu + bu + bi + pu . qi, 1 / alpha)
     [pu, bu] ~ N(m_U, diag(1 / lam_U)),        [qi, bi] ~ N(m_I, diag(1 / lam_I))
     lam_f ~ Gamma(a0, b0),  m_f | lam_f ~ N(0, 1 / (g0 lam_f))     (each dimension f of each side)
-    alpha ~ Gamma(a0, b0),  mu ~ N(0, 1)
+    alpha ~ Gamma(a0, b0)
 
-Each sweep draws every user's ``[pu, bu]`` from its Gaussian conditional,
-then the users' hyperparameters, then every item's ``[qi, bi]`` and the
-items' hyperparameters, then ``mu`` and the noise precision ``alpha``. The
+with ``mu`` the ratings' mean, as in Surprise's SVD. Each sweep draws every
+user's ``[pu, bu]`` from its Gaussian conditional, then the users'
+hyperparameters, then every item's ``[qi, bi]`` and the items'
+hyperparameters, then the noise precision ``alpha``. The
 priors learn the regularisation and the noise, so there is nothing to tune.
 
 A user's conditional has precision ``alpha (F^T F + diag(lam) / alpha)``,
@@ -24,10 +25,12 @@ prior and every rating perturbed by ``N(0, 1/alpha)`` noise, the
 regularised least-squares solution toward ``x0`` is an exact draw from the
 conditional. So the sampler shares every speed-up of ALS, on any device.
 
-Predictions are the posterior predictive mean over the kept sweeps' samples:
-the returned ``pu`` and ``qi`` hold the kept samples side by side, scaled by
-``1 / sqrt(n_samples)``, so that ``pu[u] . qi[i]`` is the mean of the
-samples' dot products and Surprise's SVD formula gives the posterior mean.
+Predictions are the posterior predictive mean over the kept sweeps' samples.
+The mean of the samples' dot products is not the dot product of their mean
+factors, so the model keeps the samples too: ``extras["pu_samples_"]`` and
+``extras["qi_samples_"]`` hold them side by side, scaled by
+``1 / sqrt(n_samples)``, so that their rows' dot product is that mean and
+Surprise's SVD formula on them gives the posterior predictive mean.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ __all__ = ["train_bayes_mf"]
 
 
 def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 10,
-                   n_epochs: int = 200, burn_in: int = 50, thinning: int | None = None, max_samples: int = 50,
+                   n_epochs: int = 200, burn_in: int = 10, thinning: int | None = None, max_samples: int = 200,
                    biased: bool = True, init_std_dev: float = 0.1, prior_shape: float = 1.0,
                    prior_rate: float = 1.0, prior_strength: float = 1.0, generator: torch.Generator | None = None,
                    eval_data: EvalData | None = None, callback: EpochCallback | None = None,
@@ -61,12 +64,12 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     n_factors : int, default 10
     n_epochs : int, default 200
         Gibbs sweeps in all, burn-in included.
-    burn_in : int, default 50
+    burn_in : int, default 10
         Sweeps whose samples are not kept; must be below ``n_epochs``.
     thinning : int, optional
         Keep every ``thinning``-th sample after the burn-in. None takes the
         smallest value that keeps at most ``max_samples``.
-    max_samples : int, default 50
+    max_samples : int, default 200
         The most samples kept: what predictions average over, and what the
         returned ``pu``/``qi`` hold side by side.
     biased : bool, default True
@@ -91,9 +94,11 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     Returns
     -------
     MFModel
-        ``pu`` ``(n_users, n_samples * n_factors)`` and ``qi`` likewise: the
-        kept samples side by side, scaled by ``1 / sqrt(n_samples)``; ``bu``,
-        ``bi`` and ``global_mean`` the means of the kept samples. ``history``
+        ``pu``, ``qi``, ``bu`` and ``bi``: the means of the kept samples;
+        ``global_mean`` the ratings' mean. ``extras["pu_samples_"]`` ``(n_users, n_samples *
+        n_factors)`` and ``extras["qi_samples_"]``: the kept factor samples
+        side by side, scaled by ``1 / sqrt(n_samples)``; predict with them
+        (``mu + bu + bi + pu_samples_ . qi_samples_``). ``history``
         per sweep: ``train_rmse`` (the current sample), ``train_rmse_mean``
         (the running posterior mean: the mean of the samples kept so far,
         the current sample before the first), ``noise_std`` (``alpha^-1/2``)
@@ -128,7 +133,9 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     ones_i = torch.ones((n_items, 1), device=device, dtype=dtype)
     bu = torch.zeros(n_users, device=device, dtype=dtype)
     bi = torch.zeros(n_items, device=device, dtype=dtype)
-    mu = 0.0
+    # As in Surprise's SVD, mu is the ratings' mean (what an unknown user and item get); the
+    # biases' hyperprior means take up any offset.
+    mu = float(values.double().mean()) if biased else 0.0
     alpha = 1.0 / max(float(values.double().var()), 1e-12) if n > 1 else 1.0
     hyper_u = hyper_i = (torch.zeros(d, device=device, dtype=dtype), torch.ones(d, device=device, dtype=dtype))
 
@@ -139,8 +146,7 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
                             "Check the ratings for extreme values, or use dtype='float64'.")
     history: dict = {}
     kept_pu, kept_qi = [], []
-    sums = {"bu": torch.zeros_like(bu), "bi": torch.zeros_like(bi), "mu": 0.0,
-            "train": torch.zeros_like(values), "eval": None}
+    sums = {"bu": torch.zeros_like(bu), "bi": torch.zeros_like(bi), "train": torch.zeros_like(values), "eval": None}
     for epoch in range(1, n_epochs + 1):
         if biased:
             x_u = draw(users, torch.cat([qi, ones_i], 1), bi + mu, *hyper_u)
@@ -149,11 +155,8 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
             x_i = draw(items, torch.cat([pu, ones_u], 1), bu + mu, *hyper_i)
             qi, bi = x_i[:, :k], x_i[:, k]
             hyper_i = prior.draw(x_i)
-            fitted = users.dots(torch.cat([pu, bu[:, None], ones_u], 1), torch.cat([qi, ones_i, bi[:, None]], 1))
-            # mu | rest: prior N(0, 1), likelihood of every residual.
-            precision = alpha * n + 1.0
-            mu = float(alpha * (values - fitted).double().sum()) / precision + host.standard_normal() / math.sqrt(precision)
-            prediction = fitted + mu
+            prediction = users.dots(torch.cat([pu, bu[:, None], ones_u], 1),
+                                    torch.cat([qi, ones_i, bi[:, None]], 1)) + mu
         else:
             pu = draw(users, qi, None, *hyper_u)
             hyper_u = prior.draw(pu)
@@ -171,7 +174,6 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
             kept_qi.append(qi.clone())
             sums["bu"] += bu
             sums["bi"] += bi
-            sums["mu"] += mu
             sums["train"] += prediction
             if current_eval is not None:
                 sums["eval"] = current_eval if sums["eval"] is None else sums["eval"] + current_eval
@@ -185,7 +187,6 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
                 kept_pu.pop(), kept_qi.pop()
                 sums["bu"] -= bu
                 sums["bi"] -= bi
-                sums["mu"] -= mu
             break
         record(history, epoch, metrics, callback)
     count = len(kept_pu)
@@ -193,10 +194,11 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
         # Nothing sound was kept: the model that predicts the mean.
         zeros_u, zeros_i = pu.new_zeros((n_users, k)), qi.new_zeros((n_items, k))
         return MFModel(0.0, zeros_u, zeros_i, bu.new_zeros(n_users), bi.new_zeros(n_items), history,
-                       diverged=guard.report())
+                       {"pu_samples_": zeros_u, "qi_samples_": zeros_i}, diverged=guard.report())
     scale = count ** -0.5
-    return MFModel(sums["mu"] / count, torch.cat(kept_pu, 1) * scale, torch.cat(kept_qi, 1) * scale,
-                   sums["bu"] / count, sums["bi"] / count, history, diverged=guard.report())
+    samples = {"pu_samples_": torch.cat(kept_pu, 1) * scale, "qi_samples_": torch.cat(kept_qi, 1) * scale}
+    return MFModel(mu, sum(kept_pu) / count, sum(kept_qi) / count, sums["bu"] / count,
+                   sums["bi"] / count, history, samples, diverged=guard.report())
 
 
 def draw_rows(side: _Side, features: torch.Tensor, offset, mean: torch.Tensor, precision: torch.Tensor,
@@ -264,7 +266,7 @@ class _Hyperprior:
                 torch.as_tensor(precision, dtype=rows.dtype, device=rows.device))
 
 
-def _bayes_memory(n_users, n_items, element_size, n_factors=10, n_ratings=0, max_samples=50, **_):
+def _bayes_memory(n_users, n_items, element_size, n_factors=10, n_ratings=0, max_samples=200, **_):
     """ALS's bytes, the kept samples, and a few per-rating vectors (noise, fitted values, running sums)."""
     samples = (n_users + n_items) * n_factors * max_samples * element_size
     return _als_memory(n_users, n_items, element_size, n_factors=n_factors, n_ratings=n_ratings) + samples \
