@@ -30,8 +30,8 @@ from .synthetic import SHAPES, synthetic_ratings
 
 #: Epochs (ALS: sweeps) each algorithm runs. ALS and SVD++/NMF rows time a few; TorchSVD, Surprise's SVD
 #: and cornac's MF run their defaults (30, 20, 20), so that their held-out RMSEs compare fitted models.
-EPOCHS = {"TorchALS": 3, "TorchSVD": 30, "TorchSVDpp": 5, "TorchNMF": 5, "SVD": 20, "LensKit-ALS": 3,
-          "Spark-ALS": 5, "cornac-MF": 20}
+EPOCHS = {"TorchALS": 3, "TorchSVD": 30, "TorchSVDpp": 5, "TorchNMF": 5, "TorchBayesMF": 3, "SVD": 20,
+          "LensKit-ALS": 3, "Spark-ALS": 5, "cornac-MF": 20}
 
 #: Shapes Surprise's SVD runs on (pure-Python Trainset building and 2-3 s per epoch at ML-10M).
 SURPRISE_SHAPES = ("ml-1m", "ml-10m")
@@ -49,15 +49,23 @@ def holdout_split(users, items, ratings, fraction=HOLDOUT, seed=0):
 def heldout_rmse(mu, pu, qi, bu, bi, test):
     """RMSE on held-out (user, item, rating) arrays of ``mu + bu + bi + pu . qi``, clipped to 1..5 stars."""
     users, items, ratings = test
-    est = mu + bu[users] + bi[items] + np.einsum("ij,ij->i", pu[users], qi[items])
+    est = mu + bu[users] + bi[items]
+    # In blocks: the Bayesian model's rows hold every kept sample (thousands of columns).
+    for start in range(0, len(users), 8192):
+        block = slice(start, start + 8192)
+        est[block] += np.einsum("ij,ij->i", pu[users[block]], qi[items[block]])
     return float(np.sqrt(np.mean((np.clip(est, 1, 5) - ratings) ** 2)))
 
 
-def worker(algorithm, shape, device, epochs, layout, als_factors):
-    """Run one algorithm on one shape; returns a JSON-able dict."""
+def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False):
+    """Run one algorithm on one shape; returns a JSON-able dict.
+
+    With ``fitted``, our algorithms run all their adapter's defaults (epochs
+    and factors included), so that their held-out RMSEs compare fitted models.
+    """
     import torch
 
-    from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp, train_on_arrays
+    from surprise_torch import TorchALS, TorchBayesMF, TorchNMF, TorchSVD, TorchSVDpp, train_on_arrays
     from surprise_torch._config import resolve_device
     from surprise_torch.arrays import choose_layout
 
@@ -74,10 +82,17 @@ def worker(algorithm, shape, device, epochs, layout, als_factors):
     if algorithm == "Spark-ALS":
         return out | _spark_als(users, items, ratings, n_users, n_items, epochs, als_factors, test)
     dev = resolve_device(device)
-    # Each trainer with the defaults of its Surprise adapter (TorchALS: --als-factors).
-    algo = {"TorchALS": TorchALS(n_factors=als_factors), "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
-            "TorchNMF": TorchNMF()}[algorithm]
-    kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
+    # Each trainer with the defaults of its Surprise adapter (TorchALS and TorchBayesMF: --als-factors,
+    # the sampler timed without burn-in), or (fitted) with all of them.
+    if fitted:
+        algo = {"TorchALS": TorchALS, "TorchSVD": TorchSVD, "TorchSVDpp": TorchSVDpp, "TorchNMF": TorchNMF,
+                "TorchBayesMF": TorchBayesMF}[algorithm]()
+        kwargs = algo._trainer_kwargs()
+        epochs = out["epochs"] = kwargs["n_epochs"]
+    else:
+        algo = {"TorchALS": TorchALS(n_factors=als_factors), "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
+                "TorchNMF": TorchNMF(), "TorchBayesMF": TorchBayesMF(n_factors=als_factors, burn_in=0)}[algorithm]
+        kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
     out["n_factors"] = kwargs["n_factors"]
     # What train_on_arrays will choose (reported also when it refuses to allocate).
     out["layout"] = choose_layout(layout, n_users, n_items, torch.float32, dev, n_ratings=int(ratings.size))
@@ -99,6 +114,8 @@ def worker(algorithm, shape, device, epochs, layout, als_factors):
     epoch_s = float(np.median(per_epoch[1:] if epochs > 1 else per_epoch))
     flops = epoch_flops(algorithm, n_users, n_items, int(ratings.size), kwargs["n_factors"])
     host = {name: getattr(model, name).double().cpu().numpy() for name in ("pu", "qi", "bu", "bi")}
+    if "pu_samples_" in model.extras:  # the posterior mean of the kept samples' dot products
+        host["pu"], host["qi"] = (model.extras[name].double().cpu().numpy() for name in ("pu_samples_", "qi_samples_"))
     if "implicit_" in model.extras:
         host["pu"] = host["pu"] + model.extras["implicit_"].double().cpu().numpy()
     out |= {"status": "ok", "first_epoch_s": float(per_epoch[0]), "epoch_s": epoch_s,
@@ -121,9 +138,11 @@ def epoch_flops(algorithm, n_users, n_items, nnz, k):
     (k + 2) each; SVD++ adds the implicit sums and their gradient (2 nnz k
     each). NMF: the sampled product and four update products, 2 nnz k each.
     """
-    if algorithm == "TorchALS":
+    if algorithm in ("TorchALS", "TorchBayesMF"):
         d = k + 1
-        return sum(2 * nnz * d * d + 2 * nnz * d + n * d ** 3 / 3 + 2 * n * d * d for n in (n_users, n_items))
+        als = sum(2 * nnz * d * d + 2 * nnz * d + n * d ** 3 / 3 + 2 * n * d * d for n in (n_users, n_items))
+        # The sampler adds, per side, the perturbation's sampled product, and the fit's once.
+        return als + (3 * 2 * nnz * (k + 2) if algorithm == "TorchBayesMF" else 0)
     if algorithm in ("TorchSVD", "TorchSVDpp"):
         return 3 * 2 * nnz * (k + 2) + (2 * 2 * nnz * k if algorithm == "TorchSVDpp" else 0)
     return 5 * 2 * nnz * k
@@ -302,11 +321,13 @@ def _layout_text(row):
 
 def markdown(rows, gemm):
     """The scaling rows as a Markdown table, after a header explaining the columns."""
-    lines = ["| shape | users x items | training ratings | algorithm | factors | layout | s / epoch | first epoch s | "
-             "GFLOP/s | of GEMM | held-out RMSE | peak RSS GiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| shape | users x items | training ratings | algorithm | factors | epochs | layout | s / epoch | "
+             "first epoch s | GFLOP/s | of GEMM | held-out RMSE | peak RSS GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['users']:,} x {r['items']:,}"
-        head = f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | {r.get('n_factors', 100)} | "
+        head = (f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | {r.get('n_factors', 100)} | "
+                f"{r.get('epochs', '-')} | ")
         if r.get("status") == "ok":
             first = f"{r['first_epoch_s']:.2f}" if "first_epoch_s" in r else "-"
             rate = f"{r['gflops']:.1f} | {r['gflops'] / gemm:.1%}" if "gflops" in r and gemm else "- | -"
@@ -327,14 +348,17 @@ def main(argv=None):
     parser.add_argument("--layout", default="auto", choices=["auto", "dense", "sparse"],
                         help="layout of our algorithms (default auto: sparse on the CPU and CUDA; "
                              "see surprise_torch.arrays.choose_layout)")
-    parser.add_argument("--als-factors", type=int, default=50, help="TorchALS factors (default 50)")
+    parser.add_argument("--als-factors", type=int, default=50, help="TorchALS and TorchBayesMF factors (default 50)")
+    parser.add_argument("--fitted", action="store_true",
+                        help="our algorithms with all their defaults (epochs, factors): held-out RMSEs of fitted models")
     parser.add_argument("--out", default="bench-results/scaling")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")
     parser.add_argument("--worker", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         algorithm, shape = args.worker
-        print(json.dumps(worker(algorithm, shape, args.device, EPOCHS[algorithm], args.layout, args.als_factors)))
+        print(json.dumps(worker(algorithm, shape, args.device, EPOCHS[algorithm], args.layout, args.als_factors,
+                                args.fitted)))
         return 0
     gemm = gemm_gflops(args.device)
     rows = []
@@ -351,6 +375,7 @@ def main(argv=None):
             try:
                 proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--device", args.device,
                                        "--layout", args.layout, "--als-factors", str(args.als_factors),
+                                       *(["--fitted"] if args.fitted else []),
                                        "--worker", algorithm, shape], capture_output=True, text=True,
                                       timeout=args.timeout)
                 row = json.loads(proc.stdout) if proc.returncode == 0 else base | {

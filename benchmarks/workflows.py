@@ -53,11 +53,11 @@ def _load():
 def _algorithms(names=("SVD", "TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF")):
     from surprise import SVD
 
-    from surprise_torch import TorchALS, TorchNMF, TorchSVD, TorchSVDpp
+    from surprise_torch import TorchALS, TorchBayesMF, TorchNMF, TorchSVD, TorchSVDpp
 
     factories = {"SVD": lambda: SVD(random_state=0), "TorchSVD": lambda: TorchSVD(random_state=0),
                  "TorchALS": lambda: TorchALS(random_state=0), "TorchSVDpp": lambda: TorchSVDpp(random_state=0),
-                 "TorchNMF": lambda: TorchNMF(random_state=0)}
+                 "TorchNMF": lambda: TorchNMF(random_state=0), "TorchBayesMF": lambda: TorchBayesMF(random_state=0)}
     return {name: factories[name] for name in names}
 
 
@@ -191,7 +191,7 @@ def rating_scales(data, log):
         scaled = Dataset.load_from_folds([], reader)  # a container Surprise fills below
         scaled.raw_ratings = mapped
         folds = list(KFold(5, random_state=42).split(scaled))
-        names = ("SVD", "TorchSVD", "TorchALS", "TorchSVDpp") + (("TorchNMF",) if low >= 0 else ())
+        names = ("SVD", "TorchSVD", "TorchALS", "TorchSVDpp", "TorchBayesMF") + (("TorchNMF",) if low >= 0 else ())
         for name, make in _algorithms(names).items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Surprise's SVD may overflow on stretched scales
