@@ -78,10 +78,9 @@ class CornacMF(AlgoBase):
 class MyFMBayes(AlgoBase):
     """myFM's Gibbs-sampled factorization machine on one-hot user and item ids, behind Surprise's interface.
 
-    Users and items are two groups with their own hyperparameters (myFM's
-    ``grouping``), as in libFM's and myFM's MovieLens examples; every sample
-    is kept (myFM's default), and predictions average them. ``test`` predicts
-    the whole testset in one call and clips like Surprise's ``predict``.
+    Every sample is kept (myFM's default), and predictions average them.
+    ``test`` predicts the whole testset in one call and clips like
+    Surprise's ``predict``.
 
     Parameters
     ----------
@@ -89,11 +88,15 @@ class MyFMBayes(AlgoBase):
     n_iter : int, default 200
         Gibbs sweeps.
     random_seed : int, default 0
+    grouping : bool, default True
+        Users and items as two groups with their own hyperparameters, as in
+        libFM's and myFM's MovieLens examples (and as TorchBayesMF's sides);
+        False shares one set of hyperparameters between them.
     """
 
-    def __init__(self, rank=10, n_iter=200, random_seed=0):
+    def __init__(self, rank=10, n_iter=200, random_seed=0, grouping=True):
         AlgoBase.__init__(self)
-        self.rank, self.n_iter, self.random_seed = rank, n_iter, random_seed
+        self.rank, self.n_iter, self.random_seed, self.grouping = rank, n_iter, random_seed, grouping
 
     def _features(self, users, items):
         import scipy.sparse as sp
@@ -112,7 +115,8 @@ class MyFMBayes(AlgoBase):
         users, items, ratings = (np.array(column) for column in zip(*trainset.all_ratings()))
         self.model = myfm.MyFMRegressor(rank=self.rank, random_seed=self.random_seed)
         self.model.fit(self._features(users.astype(np.int64), items.astype(np.int64)), ratings.astype(np.float64),
-                       n_iter=self.n_iter, grouping=[0] * trainset.n_users + [1] * trainset.n_items)
+                       n_iter=self.n_iter,
+                       grouping=[0] * trainset.n_users + [1] * trainset.n_items if self.grouping else None)
         return self
 
     def test(self, testset, verbose=False):

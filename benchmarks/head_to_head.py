@@ -46,8 +46,9 @@ if cornac_available():
     ALGORITHMS["cornac-MF-k100"] = (lambda device: CornacMF(k=100, lambda_reg=0.1, max_iter=50), "SVD")
 if myfm_available():
     ALGORITHMS["myFM-r10-200"] = (lambda device: MyFMBayes(rank=10, n_iter=200), "SVD")
+    ALGORITHMS["myFM-r10-200-one-group"] = (lambda device: MyFMBayes(rank=10, n_iter=200, grouping=False), "SVD")
 DEFAULT_ALGORITHMS = (["SVD", "SVDpp", "NMF", "BaselineOnly", "TorchSVD", "TorchALS", "TorchSVDpp", "TorchNMF",
-                       "TorchBayesMF"] + [a for a in ALGORITHMS if a.startswith(("cornac", "myFM"))])
+                       "TorchBayesMF"] + [a for a in ALGORITHMS if a.startswith("cornac") or a == "myFM-r10-200"])
 
 
 @dataclass

@@ -286,3 +286,12 @@ def test_lanes_run_every_job_on_one_thread_each_and_restore_torch():
     with pytest.raises(RuntimeError, match="boom"):
         threads.run_lanes([[fail], [lambda: None]])
     assert torch.get_num_threads() == before
+
+
+def test_the_bayesian_model_runs_surprises_path(synthetic):
+    from surprise_torch import TorchBayesMF
+
+    grid = {"n_factors": [2, 3], "n_epochs": [12], "burn_in": [2], "random_state": [0]}
+    ours, theirs = _both("GridSearchCV", TorchBayesMF, grid, synthetic)
+    _assert_same_results(ours, theirs, 0.0)
+    assert ours.n_stacked_ == 0
