@@ -41,10 +41,11 @@ class TorchBayesMF(TorchMFAlgo):
         Sample ``mu + bu + bi`` too; if False, unknown users or items make
         predictions impossible, as in Surprise's SVD.
     init_std_dev : float, default 0.1
-        Normal initialisation of the factors.
-    prior_shape, prior_rate : float, default 1, 1
+        Normal initialisation of the factors (the hyperparameters start as
+        that distribution).
+    prior_shape, prior_rate : float, default 0.5, 0.5
         Shape and rate of the Gamma hyperpriors on every precision (the
-        factors' and biases' per dimension, and the noise's).
+        factors' and biases' per dimension, and the noise's); libFM's.
     prior_strength : float, default 1
         Pseudo-observations behind the hyperprior mean of 0.
     random_state : int, optional
@@ -75,7 +76,7 @@ class TorchBayesMF(TorchMFAlgo):
     """
 
     def __init__(self, n_factors=10, n_epochs=200, burn_in=10, thinning=None, max_samples=200, biased=True,
-                 init_std_dev=0.1, prior_shape=1.0, prior_rate=1.0, prior_strength=1.0, random_state=None,
+                 init_std_dev=0.1, prior_shape=0.5, prior_rate=0.5, prior_strength=1.0, random_state=None,
                  verbose=False, device="auto", dtype=None, layout="auto", log_dir=None, on_divergence="warn"):
         super().__init__()
         self.n_factors = n_factors
