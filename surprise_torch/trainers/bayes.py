@@ -201,7 +201,7 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     if count == 0:
         # Nothing sound was kept: the model that predicts the mean.
         zeros_u, zeros_i = pu.new_zeros((n_users, k)), qi.new_zeros((n_items, k))
-        return MFModel(0.0, zeros_u, zeros_i, bu.new_zeros(n_users), bi.new_zeros(n_items), history,
+        return MFModel(mu, zeros_u, zeros_i, bu.new_zeros(n_users), bi.new_zeros(n_items), history,
                        {"pu_samples_": zeros_u, "qi_samples_": zeros_i}, diverged=guard.report())
     scale = count ** -0.5
     samples = {"pu_samples_": torch.cat(kept_pu, 1) * scale, "qi_samples_": torch.cat(kept_qi, 1) * scale}
