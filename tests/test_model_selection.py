@@ -192,6 +192,10 @@ def test_surprises_own_algorithms_run_surprises_path(synthetic):
                          measures=["rmse", "fcp"], refit=True)
     _assert_same_results(ours, theirs, 0.0)
     assert ours.n_stacked_ == 0
+    # In joblib's worker processes too, with its verbosity.
+    parallel = ours_ms.GridSearchCV(SVD, {"n_factors": [3, 5], "random_state": [0]}, cv=CV, n_jobs=2,
+                                    measures=["rmse", "fcp"], joblib_verbose=0).fit(synthetic)
+    _assert_same_results(parallel, theirs, 0.0)
     ours, theirs = _both("GridSearchCV", TorchNMF, {"n_factors": [3], "n_epochs": [5, 10], "random_state": [0]},
                          synthetic)
     _assert_same_results(ours, theirs, 0.0)
