@@ -89,16 +89,16 @@ def per_row(values, lengths: list, like: torch.Tensor):
     return torch.repeat_interleave(torch.tensor(values, dtype=like.dtype, device=like.device), counts)
 
 
-def per_fit(values: torch.Tensor, lengths: list) -> torch.Tensor:
-    """Sums of ``values`` over each fit's contiguous segment of ``lengths``, in float64.
+def per_fit(values: torch.Tensor, lengths: list, square: bool = False) -> torch.Tensor:
+    """Sums of ``values`` (of their squares, with ``square``) over each fit's contiguous segment of ``lengths``.
 
-    Float64, and one reduction per fit, so that a fit's sum is as accurate
-    as a lone fit's, however many fits are stacked.
+    One reduction per fit, in the values' own dtype, so that a fit's sum is
+    the one a lone fit computes, however many fits are stacked; returned in
+    float64. No copy of ``values`` is made: at ML-10M's size a float64 copy
+    of the residuals cost 0.1 s an epoch.
     """
-    values = values.double()
-    if len(lengths) == 1:
-        return values.sum().reshape(1)
-    return torch.stack([part.sum() for part in values.split(lengths)])
+    parts = [values] if len(lengths) == 1 else values.split(lengths)
+    return torch.stack([part.dot(part) if square else part.sum() for part in parts]).double()
 
 
 def fit_list(value, n_fits: int, name: str) -> list:

@@ -266,7 +266,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
         # normal equations (G + P) x = b:  |y|^2 - 2 x.b + x.G.x = |y|^2 - x.b - x.P.x.
         # No pass over the ratings is needed.
         pen_x_u, pen_x_i = (pen_u * x_u.pow(2)).sum(1), (pen_i * x_i.pow(2)).sum(1)
-        sse = per_fit(y_i * y_i, n_r_items) - per_fit((x_i * rhs_i).sum(1) + pen_x_i, n_i)
+        sse = per_fit(y_i, n_r_items, square=True) - per_fit((x_i * rhs_i).sum(1) + pen_x_i, n_i)
         sums = comm.sum(torch.stack([sse, per_fit(pen_x_u, n_u) + per_fit(pen_x_i, n_i)]))
         sound = []
         for b, (sse_b, penalty_b) in enumerate(zip(*sums.tolist())):
@@ -408,10 +408,17 @@ class _Side:
 
 
     def dots(self, x, features):
-        """``x[row] . features[col]`` for every rating of this side, in its order (one sampled product)."""
+        """``x[row] . features[col]`` for every rating of this side, in its order (one sampled product).
+
+        The result is a new tensor; the product itself writes into one kept
+        sparse result, which saves an allocation and a copy of the pattern.
+        """
         if self._pattern is None:
             self._pattern = _csr(self.crow, self.cols, torch.ones_like(self.target), self.shape)
-        return torch.sparse.sampled_addmm(self._pattern, x, features.T, beta=0).values()
+            self._dots = torch.sparse.sampled_addmm(self._pattern, x, features.T, beta=0)
+        else:
+            torch.sparse.sampled_addmm(self._pattern, x, features.T, beta=0, out=self._dots)
+        return self._dots.values().clone()
 
 
 def _als_memory(n_users, n_items, element_size, n_factors=20, n_ratings=0, **_):
