@@ -150,7 +150,8 @@ def markdown(results, env):
     lines = [f"Measured on {env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, device {env['device']}; "
              "medians of the repeats, each search in a fresh process, wall seconds from the call to its return.", ""]
     lines += ["| grid | ours | Surprise's GridSearchCV, same class, n_jobs=1 | ratio (target <= 0.33) "
-              "| Surprise's SVD grid, n_jobs=-1 | ratio (target <= 0.5) | our peak RSS | max cell difference | same best_params |",
+              "| Surprise's SVD grid, n_jobs=-1 | ratio (target <= 0.5) | our peak RSS | max cell difference "
+              "| same best_params |",
               "|---|---|---|---|---|---|---|---|---|"]
     for family, algorithm in (("svd", "TorchSVD"), ("als", "TorchALS")):
         ours, same, svd = wall(f"{family}/ours"), wall(f"{family}/surprise-{algorithm}"), wall(

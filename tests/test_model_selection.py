@@ -167,7 +167,8 @@ def _assert_same_results(ours, theirs, tol):
     assert ours.best_params == theirs.best_params
     assert ours.best_index == theirs.best_index
     assert ours.best_score == pytest.approx(theirs.best_score, abs=tol)
-    assert {m: type(e) for m, e in ours.best_estimator.items()} == {m: type(e) for m, e in theirs.best_estimator.items()}
+    assert {m: type(e) for m, e in ours.best_estimator.items()} == \
+        {m: type(e) for m, e in theirs.best_estimator.items()}
 
 
 GRIDS = {
@@ -276,8 +277,10 @@ def test_cross_validate_hands_other_algorithms_to_surprise(synthetic):
 def test_lanes_run_every_job_on_one_thread_each_and_restore_torch():
     before = torch.get_num_threads()
     seen = []
-    lanes = [[lambda: seen.append(("a", threads.fit_threads(1e12), torch.get_num_threads(), threads.lanes_running()))],
-             [lambda: seen.append(("b", threads.fit_threads(1e12), torch.get_num_threads(), threads.lanes_running()))] * 2]
+    def job(name):
+        return lambda: seen.append((name, threads.fit_threads(1e12), torch.get_num_threads(), threads.lanes_running()))
+
+    lanes = [[job("a")], [job("b")] * 2]
     threads.run_lanes(lanes)
     assert sorted(s[0] for s in seen) == ["a", "b", "b"]
     # One torch thread each, and half the memory budget each.

@@ -406,8 +406,8 @@ def fit_stacked(algos, trainsets, converted=None):
     to_arrays_s = (time.perf_counter() - start) / len(algos)
     kwargs = [algo._trainer_kwargs() for algo in algos]
     shared = {k: v for k, v in kwargs[0].items() if k not in first._stack_varying}
-    per_fit = [{k: kw[k] for k in first._stack_varying if k in kw} | {"generator": check_random_state(algo.random_state)}
-               for kw, algo in zip(kwargs, algos)]
+    per_fit = [{k: kw[k] for k in first._stack_varying if k in kw}
+               | {"generator": check_random_state(algo.random_state)} for kw, algo in zip(kwargs, algos)]
     models = train_stacked(type(first)._trainer, [converted[id(t)] for t in trainsets], per_fit,
                            layout=first.layout, device=device, dtype=resolve_dtype(first.dtype, device),
                            on_divergence=first.on_divergence, labels=[repr(algo) for algo in algos], **shared)

@@ -145,7 +145,8 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     # Starting from a unit prior instead left the chain far from its stationary state for many sweeps
     # (ML-100K fold 1: 0.8948 against 0.8938 at rank 10, 0.9000 against 0.8962 at rank 20).
     start = init_std_dev ** -2 if init_std_dev > 0 else 1.0
-    hyper_u = hyper_i = (torch.zeros(d, device=device, dtype=dtype), torch.full((d,), start, device=device, dtype=dtype))
+    hyper_u = hyper_i = (torch.zeros(d, device=device, dtype=dtype),
+                         torch.full((d,), start, device=device, dtype=dtype))
 
     def draw(side, features, offset, mean, precision):
         return draw_rows(side, features, offset, mean, precision, alpha, noise)
