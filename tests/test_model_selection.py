@@ -302,3 +302,14 @@ def test_the_bayesian_model_runs_surprises_path(synthetic):
     ours, theirs = _both("GridSearchCV", TorchBayesMF, grid, synthetic)
     _assert_same_results(ours, theirs, 0.0)
     assert ours.n_stacked_ == 0
+
+
+def test_one_lane_gives_the_same_search(synthetic, monkeypatch):
+    import surprise_torch.model_selection as module
+
+    grid = {"n_factors": [3], "reg_all": [0.02, 0.1], "random_state": [0]}
+    two = ours_ms.GridSearchCV(TorchSVD, grid, cv=CV).fit(synthetic)
+    monkeypatch.setattr(module, "lane_count", lambda: 1)  # as with one allowed thread, or a GPU's stacks
+    one = ours_ms.GridSearchCV(TorchSVD, grid, cv=CV).fit(synthetic)
+    _assert_same_results(one, two, 1e-6)
+    assert one.n_stacked_ == two.n_stacked_ == 6
