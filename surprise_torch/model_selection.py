@@ -97,7 +97,7 @@ def evaluate(algos, splits, measures, return_train_measures=False, n_jobs=1, pre
     n_lanes = lane_count()
     lanes = [[] for _ in range(n_lanes)]
     for key, cells in groups.items():
-        if key[2] == "cpu":
+        if key[2] == "cpu":  # the device, third in TorchMFAlgo._stack_key; GPU stacks run one after another
             for lane, part in zip(lanes, np.array_split(np.array(cells), min(n_lanes, len(cells)))):
                 lane.append(job(part.tolist()))
         else:
