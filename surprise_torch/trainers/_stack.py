@@ -70,6 +70,11 @@ class Stack:
         ends = crow.index_select(0, offsets).tolist()
         return [b - a for a, b in zip(ends[:-1], ends[1:])]
 
+    def check(self, shape) -> None:
+        """Raise ``ValueError`` unless the stack covers an ``(n_users, n_items)`` matrix of ``shape``."""
+        if self.shape != tuple(shape):
+            raise ValueError(f"The stack covers {self.shape} but the ratings are {tuple(shape)}.")
+
     def select(self, tensor: torch.Tensor, side: str, fit: int) -> torch.Tensor:
         """Fit ``fit``'s rows of a ``side``-indexed tensor (a view)."""
         offsets = getattr(self, side)
@@ -87,6 +92,15 @@ def per_row(values, lengths: list, like: torch.Tensor):
         return values[0]
     counts = torch.tensor(lengths, device=like.device)
     return torch.repeat_interleave(torch.tensor(values, dtype=like.dtype, device=like.device), counts)
+
+
+def centred(values: torch.Tensor, lengths: list, biased: bool):
+    """Each fit's mean rating (0 without biases) and the ratings less their own fit's mean.
+
+    ``values`` hold the fits' ratings one fit after another, ``lengths`` of each.
+    """
+    means = [float(part.double().mean()) if biased and part.numel() else 0.0 for part in values.split(lengths)]
+    return means, values - per_row(means, lengths, values)
 
 
 def per_fit(values: torch.Tensor, lengths: list, square: bool = False) -> torch.Tensor:

@@ -18,7 +18,7 @@ from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
                       init_factors, record, safe_counts)
 from ._observed import CSRProduct, Observed, _csr, observed_ratings
-from ._stack import Stack, fit_list, keep_rows, per_fit, per_row
+from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_als", "train_als_stacked", "solve_ridge_rows", "complete_als"]
 
@@ -205,8 +205,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi`` and ``generators``."""
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
-    if stack.shape != (n_users, n_items):
-        raise ValueError(f"The stack covers {stack.shape} but the ratings are {(n_users, n_items)}.")
+    stack.check(ratings.shape)
     if group is not None and stack.n_fits > 1:  # the shards and sums below are per process, not per fit
         raise ValueError("Distributed training (group=...) takes one fit at a time, not a stack.")
     k = n_factors
@@ -216,8 +215,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
     # A fit's ratings are contiguous in item-major order too, as its items are.
     n_r_items = stack.rating_lengths(obs.item_crow, "items")
-    mus = [float(part.double().mean()) if biased and part.numel() else 0.0 for part in values.split(n_r)]
-    target = values - per_row(mus, n_r, values)
+    mus, target = centred(values, n_r, biased)
     d = k + 1 if biased else k
     user_side = _Side.of_users(obs, target, comm, d)
     item_side = _Side.of_items(obs, target, comm, d)

@@ -138,7 +138,8 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     bi = torch.zeros(n_items, device=device, dtype=dtype)
     # As in Surprise's SVD, mu is the ratings' mean (what an unknown user and item get); the
     # biases' hyperprior means take up any offset.
-    mu = float(values.double().mean()) if biased else 0.0
+    mean = float(values.double().mean())
+    mu = mean if biased else 0.0
     alpha = 1.0 / max(float(values.double().var()), 1e-12) if n > 1 else 1.0
     # The hyperparameters start as the prior the initial factors were drawn from, N(0, init_std_dev^2): the
     # first sweeps then grow the factors from small values, as a coordinate-wise sampler started there does.
@@ -151,7 +152,7 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     def draw(side, features, offset, mean, precision):
         return draw_rows(side, features, offset, mean, precision, alpha, noise)
 
-    guard = DivergenceGuard(values - float(values.double().mean()), on_divergence,
+    guard = DivergenceGuard(values - mean, on_divergence,
                             "Check the ratings for extreme values, or use dtype='float64'.")
     history: dict = {}
     kept_pu, kept_qi = [], []

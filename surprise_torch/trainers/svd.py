@@ -16,7 +16,7 @@ from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, init_factors, record,
                       safe_counts, truncate)
 from ._observed import observed_ratings
-from ._stack import Stack, fit_list, keep_rows, per_fit, per_row
+from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
 
@@ -154,15 +154,13 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     opt_cls = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = ratings.shape
-    if stack.shape != (n_users, n_items):
-        raise ValueError(f"The stack covers {stack.shape} but the ratings are {(n_users, n_items)}.")
+    stack.check(ratings.shape)
     k = n_factors
     obs, values = observed_ratings(ratings, mask)
     count_u, count_i = obs.counts(dtype)
     fits = range(stack.n_fits)
     n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
-    mus = [float(part.double().mean()) if biased and part.numel() else 0.0 for part in values.split(n_r)]
-    target = values - per_row(mus, n_r, values)
+    mus, target = centred(values, n_r, biased)
     # The residuals come out of one sampled product, beta * (-target) + predictions at the observed entries.
     negative_target = obs.by_user(-target)
 
