@@ -175,7 +175,12 @@ class _StackedSearch:
         return self
 
     def _collect(self, out, n_splits):
-        """Surprise's ``cv_results`` and ``best_*`` from the cells' results, in its layout."""
+        """Surprise's ``cv_results`` and ``best_*`` from the cells' results, in its layout.
+
+        Surprise builds these inside its ``fit``, not in a function that could
+        be called, so its rules are followed here; the tests compare every key
+        and value with Surprise's own search.
+        """
         test_dicts, train_dicts, fit_times, test_times = zip(*out)
         shape = (len(self.param_combinations), n_splits)
         cv_results, best_index, best_params, best_score, best_estimator = {}, {}, {}, {}, {}
