@@ -11,6 +11,7 @@ from surprise_torch import TorchALS, train_als
 from .conftest import FAST, low_rank_ratings
 
 WORLD = 2
+SOLVERS = ("cholesky", "cg")
 
 
 def problem():
@@ -26,12 +27,12 @@ def _worker(rank, init_file, out_dir, trainset):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
     try:
-        model = train_als(problem(), n_factors=4, n_epochs=6, generator=torch.Generator().manual_seed(0),
-                          group=dist.group.WORLD)
+        models = {solver: train_als(problem(), n_factors=4, n_epochs=6, generator=torch.Generator().manual_seed(0),
+                                    group=dist.group.WORLD, solver=solver) for solver in SOLVERS}
         algo = TorchALS(**FAST[TorchALS], distributed=True).fit(trainset)
-        torch.save({"pu": model.pu, "qi": model.qi, "bu": model.bu, "bi": model.bi,
-                    "loss": model.history["loss"], "algo_pu": torch.from_numpy(algo.pu),
-                    "algo_qi": torch.from_numpy(algo.qi)},
+        torch.save({"models": {solver: {"pu": model.pu, "qi": model.qi, "bu": model.bu, "bi": model.bi,
+                                        "loss": model.history["loss"]} for solver, model in models.items()},
+                    "algo_pu": torch.from_numpy(algo.pu), "algo_qi": torch.from_numpy(algo.qi)},
                    f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -45,12 +46,14 @@ def distributed_results(tmp_path_factory, split):
     return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
 
 
-def test_two_processes_match_one(distributed_results):
-    single = train_als(problem(), n_factors=4, n_epochs=6, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_two_processes_match_one(distributed_results, solver):
+    single = train_als(problem(), n_factors=4, n_epochs=6, generator=torch.Generator().manual_seed(0), solver=solver)
     for result in distributed_results:  # every rank ends with the whole model
+        model = result["models"][solver]
         for name in ("pu", "qi", "bu", "bi"):
-            torch.testing.assert_close(result[name], getattr(single, name), rtol=1e-9, atol=1e-9)
-        assert result["loss"] == pytest.approx(single.history["loss"], rel=1e-9)
+            torch.testing.assert_close(model[name], getattr(single, name), rtol=1e-9, atol=1e-9)
+        assert model["loss"] == pytest.approx(single.history["loss"], rel=1e-9)
 
 
 def test_torch_als_distributed_matches_single_process(distributed_results, split):

@@ -13,6 +13,7 @@ from surprise_torch.trainers._observed import observed_ratings
 from .conftest import ALGORITHMS, FAST
 
 TRAINERS = [("svd", train_svd, {}), ("svdpp", train_svd, {"implicit": True}), ("als", train_als, {}),
+            ("als-cholesky", train_als, {"solver": "cholesky"}),
             ("nmf", train_nmf, {})]
 
 

@@ -78,20 +78,23 @@ def test_stacked_svd_fits_equal_lone_fits(implicit):
     assert models[2].diverged is not None and models[0].diverged is None
 
 
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
 @pytest.mark.parametrize("biased", [True, False])
-def test_stacked_als_fits_equal_lone_fits(biased):
+def test_stacked_als_fits_equal_lone_fits(biased, solver):
     problems = _problems()
     ratings, stack = _stacked(problems)
-    # The third fit has no regularisation and a user with one rating: its systems are singular.
-    reg, reg_bu, epochs = [0.1, 0.05, 0.0], [0.06, 0.1, 0.0], [6, 3, 6]
-    shared = dict(n_factors=4, biased=biased, on_divergence="recover")
+    # With exact solves the third fit has no regularisation and a user with one rating: its systems
+    # are singular. Conjugate gradients refuse a zero penalty, so there it is only weak.
+    weakest = 0.0 if solver == "cholesky" else 1e-3
+    reg, reg_bu, epochs = [0.1, 0.05, weakest], [0.06, 0.1, weakest], [6, 3, 6]
+    shared = dict(n_factors=4, biased=biased, on_divergence="recover", solver=solver)
     models = train_als_stacked(ratings, stack=stack, n_epochs=epochs, reg=reg, reg_bu=reg_bu,
                                generator=[torch.Generator().manual_seed(b) for b in range(3)], **shared)
     for b, (users, items, values, n_users, n_items) in enumerate(problems):
         alone = train_als(_coo(users, items, values, n_users, n_items), n_epochs=epochs[b], reg=reg[b],
                           reg_bu=reg_bu[b], generator=torch.Generator().manual_seed(b), **shared)
         _assert_same_model(models[b], alone, 1e-9)
-    if biased:
+    if biased and solver == "cholesky":
         assert models[2].diverged is not None
     assert models[0].diverged is None and models[1].diverged is None
 

@@ -48,17 +48,19 @@ def objective(model, ratings, mask, reg):
     return (sse + pen) / m.sum()
 
 
-def test_als_and_svd_minimise_the_same_objective(problem):
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_als_and_svd_minimise_the_same_objective(problem, solver):
     ratings, mask = problem
     reg = 0.05
     als = train_als(ratings, mask, n_factors=3, n_epochs=60, reg=reg, reg_bu=reg, reg_bi=reg,
-                    generator=torch.Generator().manual_seed(0))
+                    generator=torch.Generator().manual_seed(0), solver=solver)
     svd = train_svd(ratings, mask, n_factors=3, n_epochs=600, lr={t: 0.02 for t in ("bu", "bi", "pu", "qi")},
                     reg={t: reg for t in ("bu", "bi", "pu", "qi")}, generator=torch.Generator().manual_seed(0))
     # The history's loss is that same objective, computed independently here.
     assert als.history["loss"][-1] == pytest.approx(objective(als, ratings, mask, reg), rel=1e-6)
     assert objective(svd, ratings, mask, reg) == pytest.approx(objective(als, ratings, mask, reg), rel=0.02)
-    # Each ALS sweep solves its half exactly, so the objective never increases.
+    # Each ALS half-sweep minimises its half exactly, or (cg) lowers it from where it starts: conjugate
+    # gradients lower a convex quadratic at every step. Either way the objective never increases.
     assert all(b <= a + 1e-9 for a, b in zip(als.history["loss"], als.history["loss"][1:]))
 
 
@@ -147,7 +149,7 @@ def test_row_blocks_give_the_table_solvers_model(problem, monkeypatch, biased):
     monkeypatch.setattr(blocks, "BLOCK_ROWS", 16)
     monkeypatch.setattr(observed, "TILE_BYTES", 40)
     monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
-    params = dict(n_factors=4, n_epochs=6, biased=biased)
+    params = dict(n_factors=4, n_epochs=6, biased=biased, solver="cholesky")
     # Both of a side's ways to its Gram matrices: the in-cache table (narrow features) and the row blocks.
     fitted = {}
     for width in (64, 0):
@@ -208,3 +210,98 @@ def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype):
     # The tiling is kept for the next product with the same tile size.
     torch.testing.assert_close(tiled.item_product(2 * values, dense), 2 * plain)
     assert list(tiled._item_product._tilings) == [3]
+
+
+def _dense_normal_product(mask, values, x, features, offset):
+    """NumPy reference of NormalOperator: ``F_u^T e_u``, ``|e_u|^2`` and ``F_u^T F_u x_u`` per row."""
+    m, t, x, f = mask.numpy(), values.numpy(), x.numpy(), features.numpy()
+    errors = (t - offset.numpy()[None, :] - x @ f.T) * m
+    applied = ((x @ f.T) * m) @ f
+    return errors @ f, (errors ** 2).sum(1), applied
+
+
+@pytest.mark.parametrize("tile_bytes", [2 ** 20, 40])
+def test_normal_operator_applies_every_rows_gram_matrix(monkeypatch, tile_bytes):
+    import surprise_torch.trainers._observed as observed
+
+    monkeypatch.setattr(observed, "TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    gen = torch.Generator().manual_seed(4)
+    n_rows, n_cols, d = 13, 29, 4
+    mask = (torch.rand(n_rows, n_cols, generator=gen) < 0.3).double()
+    mask[2] = 0  # a row without entries
+    mask[:, 5] = 0  # a column without entries
+    target = torch.randn(n_rows, n_cols, generator=gen, dtype=torch.float64) * mask
+    rows, cols = mask.nonzero(as_tuple=True)
+    crow = torch.cat([torch.zeros(1, dtype=torch.int64), mask.sum(1).long().cumsum(0)])
+    operator = observed.NormalOperator(crow, cols, target[rows, cols], (n_rows, n_cols), d)
+    # 40 bytes: a tile of one column (d + 1 = 5 doubles), so every column is its own tile.
+    assert len(operator._tiles) == (n_cols if tile_bytes == 40 else 1)
+    x = torch.randn(n_rows, d, generator=gen, dtype=torch.float64)
+    features = torch.randn(n_cols, d, generator=gen, dtype=torch.float64)
+    offset = torch.randn(n_cols, generator=gen, dtype=torch.float64)
+    for given in (offset, None):
+        gradient, sse = operator.residual(x, features, given)
+        want_gradient, want_sse, want_applied = _dense_normal_product(
+            mask, target, x, features, offset if given is not None else torch.zeros(n_cols, dtype=torch.float64))
+        np.testing.assert_allclose(gradient.numpy(), want_gradient, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(sse.numpy(), want_sse, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(operator.apply(x, features).numpy(), want_applied, rtol=1e-10, atol=1e-12)
+    # Products overwrite the operator's scratch, never the values it fits.
+    np.testing.assert_allclose(operator.residual(x, features)[1].numpy(), want_sse, rtol=1e-10)
+
+
+@pytest.mark.parametrize("biased", [True, False])
+def test_enough_cg_steps_solve_every_half_sweep_exactly(problem, biased):
+    """With d steps, conjugate gradients end at each system's exact solution (up to rounding)."""
+    ratings, mask = problem
+    mask[3] = 0  # a user without ratings
+    mask[5, 1:] = 0  # a user with one rating
+    params = dict(n_factors=4, n_epochs=5, biased=biased, weighted_reg=False)
+    exact = train_als(ratings * mask, mask, solver="cholesky", generator=torch.Generator().manual_seed(0), **params)
+    cg = train_als(ratings * mask, mask, solver="cg", cg_steps=30, generator=torch.Generator().manual_seed(0),
+                   **params)
+    for name in ("pu", "qi", "bu", "bi"):
+        torch.testing.assert_close(getattr(cg, name), getattr(exact, name), rtol=1e-7, atol=1e-9)
+    # Its residual sum of squares, kept from the first residual without another pass, is the exact one's.
+    assert cg.history["loss"] == pytest.approx(exact.history["loss"], rel=1e-9)
+    assert cg.history["train_rmse"] == pytest.approx(exact.history["train_rmse"], rel=1e-9)
+
+
+def test_default_cg_reaches_the_exact_solvers_heldout_rmse():
+    from .conftest import low_rank_ratings
+
+    n_users, n_items = 300, 200
+    triples = low_rank_ratings(n_users, n_items, rank=5, density=0.15, noise=0.5, seed=5)
+    users, items = (np.array([int(t[k][1:]) for t in triples]) for k in (0, 1))
+    values = np.array([t[2] for t in triples])
+    held = np.random.default_rng(0).random(values.size) < 0.1
+    train = torch.sparse_coo_tensor(np.stack([users[~held], items[~held]]), values[~held], (n_users, n_items),
+                                    check_invariants=True)
+
+    def heldout_rmse(model):
+        u, i = torch.from_numpy(users[held]), torch.from_numpy(items[held])
+        est = model.global_mean + model.bu[u] + model.bi[i] + (model.pu[u] * model.qi[i]).sum(1)
+        return float((est - torch.from_numpy(values[held])).pow(2).mean().sqrt())
+
+    rmse = {solver: heldout_rmse(train_als(train, n_factors=10, solver=solver,
+                                           generator=torch.Generator().manual_seed(0)))
+            for solver in ("cholesky", "cg")}
+    assert rmse["cg"] == pytest.approx(rmse["cholesky"], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["reg", "reg_bu", "reg_bi"])
+def test_cg_refuses_a_zero_penalty(problem, name):
+    ratings, mask = problem
+    with pytest.raises(ValueError, match=f"positive {name}.*solver='cholesky'"):
+        train_als(ratings, mask, n_epochs=1, solver="cg", **{name: 0.0})
+    # Exact solves may try: the divergence guard reports a singular system.
+    train_als(ratings, mask, n_epochs=1, solver="cholesky", on_divergence="recover", **{name: 0.0})
+
+
+def test_unknown_solver_is_refused(problem):
+    ratings, mask = problem
+    with pytest.raises(ValueError, match="solver must be one of 'cholesky', 'cg'"):
+        train_als(ratings, mask, solver="lu")
+    with pytest.raises(ValueError, match="cg_steps"):
+        train_als(ratings, mask, cg_steps=0)

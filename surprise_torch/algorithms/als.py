@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._config import check_bool, check_float, check_int
+from .._config import check_bool, check_choice, check_float, check_int
 from ..trainers.als import train_als
 from ._base import TorchMFAlgo
 
@@ -53,6 +53,15 @@ class TorchALS(TorchMFAlgo):
         this algorithm's parameters and keep the last sound epoch's model, so
         that a grid search survives one bad point with finite, poor scores;
         or raise ``TrainingDivergedError``.
+    solver : {"cholesky", "cg"}, default "cg"
+        "cholesky" solves every least-squares problem exactly. "cg" takes
+        ``cg_steps`` conjugate-gradient steps per problem and half-sweep,
+        started from the previous sweep's solution, without building the
+        normal-equation matrices: inexact per sweep, converging to the same
+        model, several times faster per sweep with many factors or many
+        ratings (see ``surprise_torch.trainers.train_als``).
+    cg_steps : int, default 3
+        Conjugate-gradient steps per half-sweep with ``solver="cg"``.
 
     Attributes
     ----------
@@ -66,7 +75,8 @@ class TorchALS(TorchMFAlgo):
 
     def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
                  weighted_reg=True, init_mean=0.0, init_std_dev=0.1, random_state=None, verbose=False,
-                 device="auto", dtype=None, layout="auto", log_dir=None, distributed=False, on_divergence="warn"):
+                 device="auto", dtype=None, layout="auto", log_dir=None, distributed=False, on_divergence="warn",
+                 solver="cg", cg_steps=3):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -85,6 +95,8 @@ class TorchALS(TorchMFAlgo):
         self.log_dir = log_dir
         self.distributed = distributed
         self.on_divergence = on_divergence
+        self.solver = solver
+        self.cg_steps = cg_steps
 
     def _trainer_kwargs(self):
         return dict(
@@ -98,6 +110,8 @@ class TorchALS(TorchMFAlgo):
             init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),
             init_std_dev=check_float("init_std_dev", self.init_std_dev),
             group=_world_group() if check_bool("distributed", self.distributed) else None,
+            solver=check_choice("solver", self.solver, ("cholesky", "cg")),
+            cg_steps=check_int("cg_steps", self.cg_steps),
         )
 
     _trainer = staticmethod(train_als)
