@@ -8,7 +8,7 @@ mkdir -p "$out"
 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')"
 export PYTHONUNBUFFERED=1
 python -m benchmarks.head_to_head --device cuda --repeat 1 --out "$out/ml100k" 2>&1 | tee "$out/ml100k.log"
-python -m benchmarks.scaling --device cuda --shapes ml-1m ml-10m ml-20m --algorithms TorchALS TorchSVD TorchSVDpp TorchNMF \
+python -m benchmarks.scaling --device cuda --shapes ml-1m ml-10m ml-20m --algorithms TorchALS TorchALS-cholesky TorchSVD TorchSVDpp TorchNMF \
     --timeout 120 --out "$out/scaling" 2>&1 | tee "$out/scaling.log"
 # ALS at the largest shape (480k x 17.8k, 100M ratings): s/sweep against the roofline
 # (about 33 ms per sweep at 100 factors on an H200).

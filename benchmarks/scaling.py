@@ -15,6 +15,7 @@ Usage: ``python -m benchmarks.scaling --out benchmarks/results/scaling-cpu``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import resource
@@ -30,7 +31,7 @@ from .synthetic import SHAPES, synthetic_ratings
 
 #: Epochs (ALS: sweeps) each algorithm runs. ALS and SVD++/NMF rows time a few; TorchSVD, Surprise's SVD
 #: and cornac's MF run their defaults (30, 20, 20), so that their held-out RMSEs compare fitted models.
-EPOCHS = {"TorchALS": 3, "TorchSVD": 30, "TorchSVDpp": 5, "TorchNMF": 5, "TorchBayesMF": 3, "SVD": 20,
+EPOCHS = {"TorchALS": 3, "TorchALS-cholesky": 3, "TorchSVD": 30, "TorchSVDpp": 5, "TorchNMF": 5, "TorchBayesMF": 3, "SVD": 20,
           "LensKit-ALS": 3, "Spark-ALS": 5, "cornac-MF": 20}
 
 #: Shapes Surprise's SVD runs on (pure-Python Trainset building and 2-3 s per epoch at ML-10M).
@@ -85,12 +86,15 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False):
     # Each trainer with the defaults of its Surprise adapter (TorchALS and TorchBayesMF: --als-factors,
     # the sampler timed without burn-in), or (fitted) with all of them.
     if fitted:
-        algo = {"TorchALS": TorchALS, "TorchSVD": TorchSVD, "TorchSVDpp": TorchSVDpp, "TorchNMF": TorchNMF,
+        algo = {"TorchALS": TorchALS, "TorchALS-cholesky": functools.partial(TorchALS, solver="cholesky"),
+                "TorchSVD": TorchSVD, "TorchSVDpp": TorchSVDpp, "TorchNMF": TorchNMF,
                 "TorchBayesMF": TorchBayesMF}[algorithm]()
         kwargs = algo._trainer_kwargs()
         epochs = out["epochs"] = kwargs["n_epochs"]
     else:
-        algo = {"TorchALS": TorchALS(n_factors=als_factors), "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
+        algo = {"TorchALS": TorchALS(n_factors=als_factors),
+                "TorchALS-cholesky": TorchALS(n_factors=als_factors, solver="cholesky"),
+                "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
                 "TorchNMF": TorchNMF(), "TorchBayesMF": TorchBayesMF(n_factors=als_factors, burn_in=0)}[algorithm]
         kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
     out["n_factors"] = kwargs["n_factors"]
@@ -112,7 +116,8 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False):
         return out | {"status": "refused", "reason": str(exc)}
     per_epoch = np.diff([start] + stamps)
     epoch_s = float(np.median(per_epoch[1:] if epochs > 1 else per_epoch))
-    flops = epoch_flops(algorithm, n_users, n_items, int(ratings.size), kwargs["n_factors"])
+    flops = epoch_flops(algorithm, n_users, n_items, int(ratings.size), kwargs["n_factors"],
+                        kwargs.get("cg_steps", 0))
     host = {name: getattr(model, name).double().cpu().numpy() for name in ("pu", "qi", "bu", "bi")}
     if "pu_samples_" in model.extras:  # the posterior mean of the kept samples' dot products
         host["pu"], host["qi"] = (model.extras[name].double().cpu().numpy() for name in ("pu_samples_", "qi_samples_"))
@@ -128,18 +133,25 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False):
     return out
 
 
-def epoch_flops(algorithm, n_users, n_items, nnz, k):
+def epoch_flops(algorithm, n_users, n_items, nnz, k, cg_steps=0):
     """Floating-point operations of one epoch (ALS: one sweep), counted from the algorithm.
 
-    ALS, per side: the Gram matrices by batched GEMMs over gathered blocks
+    Exact ALS (TorchALS-cholesky, LensKit's, the Bayesian sampler's draws),
+    per side: the Gram matrices by batched GEMMs over gathered blocks
     (2 nnz d^2; rows shorter than d use the cheaper kernel form, not
     counted), right-hand sides (2 nnz d), Cholesky (n d^3 / 3) and solves
-    (2 n d^2), d = k + 1. SVD: the sampled product and two gradient products, 2 nnz
-    (k + 2) each; SVD++ adds the implicit sums and their gradient (2 nnz k
-    each). NMF: the sampled product and four update products, 2 nnz k each.
+    (2 n d^2), d = k + 1. Conjugate-gradient ALS (TorchALS), per side: the
+    first residual and each step's product with the normal equations, a
+    sampled product and a sparse product each (2 nnz d twice), and about
+    ten length-d vector operations per row and step. SVD: the sampled
+    product and two gradient products, 2 nnz (k + 2) each; SVD++ adds the
+    implicit sums and their gradient (2 nnz k each). NMF: the sampled
+    product and four update products, 2 nnz k each.
     """
-    if algorithm in ("TorchALS", "TorchBayesMF"):
-        d = k + 1
+    d = k + 1
+    if algorithm == "TorchALS":
+        return sum(2 * 2 * nnz * d * (cg_steps + 1) + 10 * 2 * n * d * cg_steps for n in (n_users, n_items))
+    if algorithm in ("TorchALS-cholesky", "LensKit-ALS", "Spark-ALS", "TorchBayesMF"):
         als = sum(2 * nnz * d * d + 2 * nnz * d + n * d ** 3 / 3 + 2 * n * d * d for n in (n_users, n_items))
         # The sampler adds, per side, the perturbation's sampled product, and the fit's once.
         return als + (3 * 2 * nnz * (k + 2) if algorithm == "TorchBayesMF" else 0)
@@ -190,7 +202,7 @@ def _lenskit_als(users, items, ratings, n_users, n_items, epochs, k):
         stamps.append(time.perf_counter())
     per_epoch = np.diff([start] + stamps)
     epoch_s = float(np.median(per_epoch[1:]))
-    flops = epoch_flops("TorchALS", n_users, n_items, int(ratings.size), k)  # the same normal equations
+    flops = epoch_flops("LensKit-ALS", n_users, n_items, int(ratings.size), k)
     return {"status": "ok", "n_factors": k, "first_epoch_s": float(per_epoch[0]), "epoch_s": epoch_s,
             "gflop_per_epoch": flops / 1e9, "gflops": flops / epoch_s / 1e9,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
@@ -264,7 +276,7 @@ def _spark_als(users, items, ratings, n_users, n_items, epochs, k, test):
     finally:
         spark.stop()
     epoch_s = (times[epochs] - times[1]) / (epochs - 1)
-    flops = epoch_flops("TorchALS", n_users, n_items, int(ratings.size), k)  # the same normal equations
+    flops = epoch_flops("Spark-ALS", n_users, n_items, int(ratings.size), k)
     return {"status": "ok", "n_factors": k, "first_epoch_s": times[1], "epoch_s": epoch_s,
             "gflop_per_epoch": flops / 1e9, "gflops": flops / epoch_s / 1e9,
             "test_rmse": heldout_rmse(0.0, pu, qi, np.zeros(n_users), np.zeros(n_items), test),
@@ -292,12 +304,13 @@ def _surprise_svd(users, items, ratings, n_users, n_items, epochs, test):
 
 HEADER = """s / epoch: median over the epochs after the first (TorchALS: one sweep; TorchSVD: one optimizer
 step; SVD: one SGD pass). First epoch s includes everything before it: validating the arrays, building
-the tensors in the chosen layout, indexing the observed entries and (TorchALS) laying out the row
-blocks. GFLOP/s: the epoch's
+the tensors in the chosen layout, indexing the observed entries and laying out the row blocks
+(TorchALS-cholesky) or tiles (TorchALS). TorchALS is the default, conjugate-gradient solver (3 steps
+per half-sweep); TorchALS-cholesky solves exactly. GFLOP/s: the epoch's
 floating-point operations counted from the algorithm (benchmarks/scaling.py, epoch_flops) over its time;
 "of GEMM" compares that with this machine's dense float32 GEMM. Peak RSS: the whole worker process,
 data generation included. Surprise's SVD gets a Trainset built from the same arrays; LensKit's ALS
-(when installed) a LensKit Dataset, and its GFLOP/s counts the same normal equations as TorchALS's;
+(when installed) a LensKit Dataset, and its GFLOP/s counts the same normal equations as TorchALS-cholesky's;
 Spark's ALS (when installed; local mode, regParam 0.1; s / epoch from fits of 1 and 5 sweeps after a
 warm-up fit; peak RSS includes the JVM's) a DataFrame; cornac's MF (when installed; k=100 and its
 defaults, 20 epochs; its s / epoch is the whole fit over 20) a cornac Dataset.

@@ -491,19 +491,34 @@ class _Side:
         return self._dots.values().clone()
 
 
-def _als_memory(n_users, n_items, element_size, n_factors=20, n_ratings=0, **_):
-    """Bytes of the factors, of the larger half-sweep (its Gram matrices and their
-    Cholesky factors, at most one per row, and a few gathered blocks), and of
-    both sides' row-block layouts (two int32 indices per padded rating)."""
+def _als_memory(n_users, n_items, element_size, n_factors=20, n_ratings=0, solver="cg", **_):
+    """Bytes of the factors and of the larger half-sweep's working set.
+
+    Exact solves: its Gram matrices and their Cholesky factors (at most one
+    per row) and a few gathered blocks, and both sides' row-block layouts
+    (two int32 indices per padded rating). Conjugate gradients: about eight
+    row vectors per row of the larger side, and both sides' tiles (the fitted
+    values, a scratch copy and an int32 index per rating).
+    """
     d = n_factors + 1
+    factors = (n_users + n_items) * d * 4
+    if solver == "cg":
+        return (factors + 8 * max(n_users, n_items) * d) * element_size + 2 * n_ratings * (2 * element_size + 4)
     half = 2 * max(n_users, n_items) * d * d + 4 * _blocks.BLOCK_ROWS * d
     layout = 2 * n_ratings * _blocks.GROWTH * 2 * 4
-    return ((n_users + n_items) * d * 4 + half) * element_size + int(layout)
+    return (factors + half) * element_size + int(layout)
 
 
 train_als.memory_bytes = _als_memory
-# Work per rating and half-sweep: the (k+1)(k+2)/2 multiply-adds of a Gram matrix's lower triangle.
-train_als.work_per_rating = lambda n_factors=20, **_: (n_factors + 1) * (n_factors + 2) // 2
+
+
+def _als_work(n_factors=20, solver="cg", cg_steps=3, **_):
+    """Multiply-adds per rating and half-sweep: a Gram matrix's lower triangle, or (cg) every step's products."""
+    d = n_factors + 1
+    return 2 * d * (cg_steps + 1) if solver == "cg" else d * (d + 1) // 2
+
+
+train_als.work_per_rating = _als_work
 
 
 def complete_als(matrix: torch.Tensor, n_factors: int = 5, n_epochs: int = 10,

@@ -279,8 +279,8 @@ class _Hyperprior:
 def _bayes_memory(n_users, n_items, element_size, n_factors=10, n_ratings=0, max_samples=200, **_):
     """ALS's bytes, the kept samples, and a few per-rating vectors (noise, fitted values, running sums)."""
     samples = (n_users + n_items) * n_factors * max_samples * element_size
-    return _als_memory(n_users, n_items, element_size, n_factors=n_factors, n_ratings=n_ratings) + samples \
-        + 4 * n_ratings * element_size
+    als = _als_memory(n_users, n_items, element_size, n_factors=n_factors, n_ratings=n_ratings, solver="cholesky")
+    return als + samples + 4 * n_ratings * element_size
 
 
 train_bayes_mf.memory_bytes = _bayes_memory
