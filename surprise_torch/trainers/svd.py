@@ -207,9 +207,10 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     def user_factors():
         return params["pu"] + norm @ params["yj"] if implicit else params["pu"]
 
-    # The sampled product writes into one kept result: allocating (and cloning the pattern into) a new
-    # one every epoch cost a fifth of the product at ML-10M's size, the subtraction another tenth.
-    residuals = torch.sparse.sampled_addmm(negative_target, pa, qa.T)
+    # The sampled product writes into one kept result, sharing the pattern's index: allocating (and
+    # cloning the pattern into) a new one every epoch cost a fifth of the product at ML-10M's size, the
+    # subtraction another tenth.
+    residuals = obs.by_user(torch.empty_like(target))
 
     def measure():
         """Each fit's residuals and, as lists (one host sync for all fits), loss and training RMSE now.
