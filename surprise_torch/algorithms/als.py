@@ -10,12 +10,13 @@ __all__ = ["TorchALS"]
 
 
 class TorchALS(TorchMFAlgo):
-    """Biased matrix factorization by closed-form alternating least squares.
+    """Biased matrix factorization by alternating least squares.
 
     Same model and ``estimate`` rules as :class:`~surprise_torch.TorchSVD`
     (and Surprise's SVD), trained without learning rates: every sweep solves
-    all users' and then all items' regularised least-squares problems exactly,
-    batched on the CPU or a GPU.
+    all users' and then all items' regularised least-squares problems,
+    batched on the CPU or a GPU, by warm-started conjugate gradients (the
+    default) or exactly.
 
     Parameters
     ----------

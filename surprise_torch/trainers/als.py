@@ -1,10 +1,14 @@
-"""Alternating least squares, solved in closed form with batched Cholesky factorizations.
+"""Alternating least squares: every row's normal equations, by conjugate gradients or exactly.
 
 Each half-sweep fixes one side's factors and solves every user's (then every
-item's) regularised least-squares problem: rows bucketed by rating count into
-padded blocks, each block's normal-equation matrices built by one batched
-GEMM over its gathered factor rows and solved by one batched Cholesky (see
-:mod:`._blocks`). No optimizer, no learning rate; 10 sweeps converge.
+item's) regularised least-squares problem. By default each takes a few
+conjugate-gradient steps from its current value, all rows at once, applying
+the normal-equation matrices without forming them (see
+:class:`._observed.NormalOperator`): ``O(nnz k)`` work per step. Exact solves
+(``solver="cholesky"``) bucket rows by rating count into padded blocks, build
+each block's normal-equation matrices by one batched GEMM over its gathered
+factor rows and solve them by one batched Cholesky (see :mod:`._blocks`). No
+optimizer, no learning rate; 10 sweeps converge.
 """
 
 from __future__ import annotations
@@ -228,8 +232,9 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     if not exact:
         # A singular system (no penalty, too few ratings) fails Cholesky, which the divergence guard then
         # reports; conjugate gradients instead step without bound along its null space, silently.
-        for name, values_ in (("reg", reg), ("reg_bu", reg_bu if biased else []), ("reg_bi", reg_bi if biased else [])):
-            if any(not value > 0 for value in values_):
+        for name, per_fit_values in (("reg", reg), ("reg_bu", reg_bu if biased else []),
+                                     ("reg_bi", reg_bi if biased else [])):
+            if any(not value > 0 for value in per_fit_values):
                 raise ValueError(f"solver='cg' needs a positive {name}; use a positive {name}, or "
                                  "solver='cholesky', which reports singular systems.")
     comm = _Exchange(group)
@@ -442,7 +447,6 @@ class _Side:
         x.masked_fill_(failed[:, None], float("nan"))
         return x, rhs, y
 
-
     def solve_cg(self, features, offset, penalty, start, steps):
         """Approach this side's solutions by ``steps`` conjugate-gradient steps from ``start``.
 
@@ -454,7 +458,7 @@ class _Side:
         lo, hi = self.rows
         x = start[lo:hi].clone()
         gradient, sse0 = self.normal.residual(x, features, offset)
-        r = gradient - penalty * x  # b - A x
+        r = gradient - penalty * x  # b - A x, as F^T e0 = b - G x
         r0 = r.clone()
         p = r.clone()
         rr = (r * r).sum(1)
@@ -470,11 +474,10 @@ class _Side:
                 beta = torch.where(rr > 0, rr_next / rr, torch.zeros_like(rr))
                 p = p.mul_(beta[:, None]).add_(r)
                 rr = rr_next
-        # |e(x)|^2 from |e(x0)|^2 without another pass over the ratings: with delta = x - x0,
-        # F^T e0 = r0 + P x0 and G delta = A delta - P delta = (r0 - r) - P delta.
+        # |e(x)|^2 = |e0 - F delta|^2 = |e0|^2 - 2 delta.F^T e0 + delta.G delta, with delta = x - x0 and
+        # G delta = A delta - P delta = (r0 - r) - P delta: no other pass over the ratings.
         delta = x - start[lo:hi]
-        pen_delta = penalty * delta
-        sse = sse0 - (delta * (2 * (r0 + penalty * start[lo:hi]) - (r0 - r) + pen_delta)).sum(1)
+        sse = sse0 - (delta * (2 * gradient - (r0 - r) + penalty * delta)).sum(1)
         return x, sse
 
     def dots(self, x, features):
