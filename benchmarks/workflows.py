@@ -152,7 +152,7 @@ def thread_line(log):
     for n in (100_000, 300_000, 1_000_000):
         keep = np.sort(rng.choice(ratings.size, n, replace=False))
         for name, trainer, params in (("TorchSVD", train_svd, {"n_factors": 100, "n_epochs": 10}),
-                                      ("TorchALS", train_als, {"n_factors": 20, "n_epochs": 3})):
+                                      ("TorchALS", train_als, {"n_factors": 20, "n_epochs": 10})):
             seconds = {}
             for threads in (1, cores):
                 surprise_torch.set_num_threads(threads)

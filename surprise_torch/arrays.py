@@ -377,8 +377,8 @@ def _setup(trainer, datasets, layout, device, dtype, on_divergence, params, shap
         _check_magnitude(arrays.ratings, dt)
     n_users, n_items, n_ratings = shape or (datasets[0].n_users, datasets[0].n_items, len(datasets[0].ratings))
     chosen = choose_layout(layout, n_users, n_items, dt, dev, n_ratings=n_ratings)
-    sizing = {k: v for k, v in params.items() if k in ("n_factors", "biased", "implicit", "max_samples", "solver",
-                                                             "cg_steps")}
+    sizing_keys = ("n_factors", "biased", "implicit", "max_samples", "solver", "cg_steps")
+    sizing = {k: v for k, v in params.items() if k in sizing_keys}
     return trainer, dev, dt, chosen, sizing
 
 

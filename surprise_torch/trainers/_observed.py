@@ -154,26 +154,37 @@ class CSRProduct:
 
     def _cut(self, tile):
         """The nonzeros reordered by (column tile, row, column), and each tile's CSR pattern."""
-        n_rows, n_cols = self.shape
-        device = self.crow.device
-        rows = torch.repeat_interleave(torch.arange(n_rows, device=device), self.crow.diff())
-        tiles = self.cols // tile
-        # The nonzeros are sorted by (row, column): a stable sort by tile alone orders by (tile, row, column).
-        local = torch.argsort(_narrow(tiles, n_cols), stable=True)
-        order = local if self.order is None else self.order.index_select(0, local)
-        narrow = index_dtype(max(self.cols.numel(), n_cols))
-        n_tiles = (n_cols + tile - 1) // tile
-        per_row = torch.bincount(tiles * n_rows + rows, minlength=n_tiles * n_rows).view(n_tiles, n_rows)
-        sizes = per_row.sum(1).tolist()
-        cols = self.cols.index_select(0, local)
-        parts, start = [], 0
-        for t, size in enumerate(sizes):
-            crow = torch.cat([per_row.new_zeros(1), per_row[t].cumsum(0)]).to(narrow)
-            first = t * tile
-            parts.append((start, start + size, crow, (cols[start:start + size] - first).to(narrow),
-                          first, min(tile, n_cols - first)))
-            start += size
-        return order, parts
+        return cut_tiles(self.crow, self.cols, self.shape, tile, self.order)
+
+
+def cut_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int, order: torch.Tensor | None = None):
+    """Cut a CSR pattern into column tiles of ``tile`` columns.
+
+    Returns the nonzeros' order by (column tile, row, column), composed with
+    ``order`` if the values come in another order, and each tile's
+    ``(start, end, crow, cols, first column, width)``, indices in
+    :func:`index_dtype` and columns local to the tile.
+    """
+    n_rows, n_cols = shape
+    device = crow.device
+    rows = torch.repeat_interleave(torch.arange(n_rows, device=device), crow.diff())
+    tiles = cols // tile
+    # The nonzeros are sorted by (row, column): a stable sort by tile alone orders by (tile, row, column).
+    local = torch.argsort(_narrow(tiles, n_cols), stable=True)
+    order = local if order is None else order.index_select(0, local)
+    narrow = index_dtype(max(cols.numel(), n_cols))
+    n_tiles = (n_cols + tile - 1) // tile
+    per_row = torch.bincount(tiles * n_rows + rows, minlength=n_tiles * n_rows).view(n_tiles, n_rows)
+    sizes = per_row.sum(1).tolist()
+    tiled_cols = cols.index_select(0, local)
+    parts, start = [], 0
+    for t, size in enumerate(sizes):
+        tile_crow = torch.cat([per_row.new_zeros(1), per_row[t].cumsum(0)]).to(narrow)
+        first = t * tile
+        parts.append((start, start + size, tile_crow, (tiled_cols[start:start + size] - first).to(narrow),
+                      first, min(tile, n_cols - first)))
+        start += size
+    return order, parts
 
 
 class NormalOperator:
@@ -211,7 +222,7 @@ class NormalOperator:
             parts = [(0, cols.numel(), crow.to(narrow), cols.to(narrow), 0, n_cols)]
             order = None
         else:
-            order, parts = CSRProduct(crow, cols, shape)._cut(tile)
+            order, parts = cut_tiles(crow, cols, shape, tile)
         ordered = values if order is None else values.index_select(0, order)
         # Each tile: its values as a CSR matrix, a CSR matrix of the same pattern that every product
         # overwrites in place (fresh results would copy the pattern each time: 15% slower at ML-10M),
