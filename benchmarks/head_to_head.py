@@ -36,6 +36,8 @@ ALGORITHMS = {
     "BaselineOnly": (lambda device: BaselineOnly(verbose=False), "BaselineOnly"),
     "TorchSVD": (lambda device: TorchSVD(random_state=0, device=device), "SVD"),
     "TorchALS": (lambda device: TorchALS(random_state=0, device=device), "SVD"),
+    # The exact solver, beside the default conjugate gradients (not run by default).
+    "TorchALS-cholesky": (lambda device: TorchALS(random_state=0, device=device, solver="cholesky"), "SVD"),
     "TorchSVDpp": (lambda device: TorchSVDpp(random_state=0, device=device), "SVDpp"),
     "TorchNMF": (lambda device: TorchNMF(random_state=0, device=device), "NMF"),
     # Its defaults are myFM's row's rank and sweeps (10, 200): the speed comparison.
