@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from surprise_torch import TorchALS, train_als
 
-from .conftest import FAST, low_rank_ratings
+from .conftest import FAST
 
 WORLD = 2
 SOLVERS = ("cholesky", "cg")
