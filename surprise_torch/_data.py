@@ -53,6 +53,9 @@ def trainset_arrays(trainset) -> RatingArrays:
         Unvalidated: :func:`~surprise_torch.arrays.as_rating_arrays` checks
         them (empty, non-finite) on the way to the trainer.
     """
+    arrays = getattr(trainset, "rating_arrays", None)
+    if arrays is not None:  # a fold built with NumPy (see _folds.ArrayTrainset) carries them
+        return arrays
     user_lists = [trainset.ur[u] for u in range(trainset.n_users)]
     counts = np.fromiter(map(len, user_lists), dtype=np.int64, count=trainset.n_users)
     flat = itertools.chain.from_iterable(itertools.chain.from_iterable(user_lists))

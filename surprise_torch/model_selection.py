@@ -7,8 +7,9 @@ Switching is a one-line import change::
 The classes and the function take Surprise's arguments and return Surprise's
 objects (``cv_results`` with the same keys and layout, ``best_score``,
 ``best_params``, ``best_estimator``, ``best_index``, ``refit``, ``test``,
-``predict``). Folds come from Surprise's own splitters, so every cell is the
-cell Surprise would compute.
+``predict``). Folds are Surprise's: its own splitters, or for ``KFold`` (and
+``cv=None`` or an int) the same folds built with NumPy (:mod:`._folds`), so
+every cell is the cell Surprise would compute.
 
 What differs is how the fits run. Fits of this package's algorithms that
 share a shape (the same class, ``n_factors``, ``biased``, device, ...; see
@@ -45,6 +46,7 @@ from surprise.model_selection import cross_validate as _surprise_cross_validate
 from surprise.model_selection.validation import fit_and_score, print_summary
 
 from ._data import testset_indices
+from . import _folds
 from ._threads import lane_count, run_lanes
 from .algorithms import fit_stacked
 
@@ -136,9 +138,12 @@ class _Scorer:
             return {m: getattr(accuracy, m)(predictions, verbose=False) for m in self.measures}
         key = (id(trainset), id(testset))
         if key not in self._indexed:
-            pairs = testset if testset is not None else trainset.build_testset()
-            _, _, r_ui, users, items = testset_indices(trainset, pairs)
-            self._indexed[key] = (np.asarray(r_ui, dtype=np.float64), users, items)
+            if getattr(testset, "trainset", None) is trainset:  # a fold of _folds.split: its ids are known
+                self._indexed[key] = (testset.ratings, testset.users, testset.items)
+            else:
+                pairs = testset if testset is not None else trainset.build_testset()
+                _, _, r_ui, users, items = testset_indices(trainset, pairs)
+                self._indexed[key] = (np.asarray(r_ui, dtype=np.float64), users, items)
         truth, users, items = self._indexed[key]
         if truth.size == 0:
             raise ValueError("Prediction list is empty.")  # as surprise.accuracy says
@@ -163,8 +168,7 @@ class _StackedSearch:
         """
         if self.refit and isinstance(data, DatasetUserFolds):
             raise ValueError("refit cannot be used when data has been loaded with load_from_folds().")
-        cv = get_cv(self.cv)
-        splits = list(cv.split(data))
+        splits = _folds.split(self.cv, data)
         cells = [(params, split) for params in self.param_combinations for split in splits]
         out, self.n_stacked_ = evaluate([self.algo_class(**params) for params, _ in cells], [s for _, s in cells],
                                         self.measures, self.return_train_measures, self.n_jobs, self.pre_dispatch,
@@ -273,7 +277,7 @@ def cross_validate(algo, data, measures=["rmse", "mae"], cv=None, return_train_m
                                         verbose)
     measures = [m.lower() for m in measures]
     cv = get_cv(cv)
-    splits = list(cv.split(data))
+    splits = _folds.split(cv, data)
     out, _ = evaluate([type(algo)(**algo.get_params()) for _ in splits], splits, measures, return_train_measures)
     test_dicts, train_dicts, fit_times, test_times = zip(*out)
     test_measures, train_measures, ret = {}, {}, {}

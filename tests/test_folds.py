@@ -1,0 +1,73 @@
+"""Surprise's KFold folds built with NumPy equal the ones Surprise builds, trainset by trainset."""
+
+import pickle
+
+import numpy as np
+import pytest
+from surprise import Trainset
+from surprise.model_selection import KFold, ShuffleSplit
+
+from surprise_torch import _data, _folds
+from surprise_torch._folds import ArrayTrainset, IndexedTestset
+from surprise_torch.arrays import as_rating_arrays
+
+from .conftest import dataset_from, low_rank_ratings
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    ratings = low_rank_ratings(n_users=30, n_items=20, density=0.4, seed=2)
+    # A pair rated twice, and a user with one rating.
+    ratings += [ratings[3][:2] + (1.0,), ("u_new", "i0", 4.0)]
+    return dataset_from(ratings, tmp_path_factory, name="folds.csv")
+
+
+def _assert_same_trainset(ours, theirs):
+    assert isinstance(ours, ArrayTrainset) and isinstance(ours, Trainset)
+    assert (ours.n_users, ours.n_items, ours.n_ratings) == (theirs.n_users, theirs.n_items, theirs.n_ratings)
+    assert ours.rating_scale == theirs.rating_scale
+    assert ours._raw2inner_id_users == theirs._raw2inner_id_users
+    assert ours._raw2inner_id_items == theirs._raw2inner_id_items
+    assert ours.global_mean == theirs.global_mean  # summed in the same order: equal, not close
+    assert dict(ours.ur) == dict(theirs.ur) and dict(ours.ir) == dict(theirs.ir)
+    assert ours.to_raw_uid(0) == theirs.to_raw_uid(0) and ours.knows_item(1) == theirs.knows_item(1)
+
+
+@pytest.mark.parametrize("make_cv", [lambda: KFold(3, random_state=5), lambda: KFold(4, shuffle=False),
+                                     lambda: KFold(5, random_state=np.random.RandomState(1)), lambda: 3, lambda: None])
+def test_kfold_folds_equal_surprises(data, make_cv):
+    np.random.seed(7)  # cv=None or an int shuffles with numpy's global generator, as Surprise does
+    ours = _folds.split(make_cv(), data)
+    state = np.random.get_state()[1].copy()
+    np.random.seed(7)
+    from surprise.model_selection.split import get_cv
+
+    theirs = list(get_cv(make_cv()).split(data))
+    np.testing.assert_array_equal(state, np.random.get_state()[1])  # the generator advanced alike
+    assert len(ours) == len(theirs)
+    for (train, test), (their_train, their_test) in zip(ours, theirs):
+        _assert_same_trainset(train, their_train)
+        assert isinstance(test, IndexedTestset) and list(test) == their_test
+        _, _, r_ui, users, items = _data.testset_indices(their_train, their_test)
+        np.testing.assert_array_equal(test.users, users)
+        np.testing.assert_array_equal(test.items, items)
+        np.testing.assert_array_equal(test.ratings, r_ui)
+        # The arrays the trainers take: the same ratings, the repeated pair keeping its last rating.
+        fast, slow = (as_rating_arrays(a.users, a.items, a.ratings, a.n_users, a.n_items)
+                      for a in (_data.trainset_arrays(train), _data.trainset_arrays(their_train)))
+        for name in ("users", "items", "ratings"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+
+
+def test_other_splitters_and_bad_folds_are_surprises(data):
+    folds = _folds.split(ShuffleSplit(2, random_state=0), data)
+    assert all(type(train) is Trainset for train, _ in folds)
+    with pytest.raises(ValueError, match="Incorrect value for n_splits"):
+        _folds.split(KFold(1), data)
+
+
+def test_a_pickled_fold_stands_alone(data):
+    train, _ = _folds.split(KFold(3, random_state=0), data)[0]
+    copy = pickle.loads(pickle.dumps(train))
+    assert "_raw" not in copy.__dict__
+    assert dict(copy.ur) == dict(train.ur) and copy.global_mean == train.global_mean
