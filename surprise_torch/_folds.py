@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from functools import cached_property
+from operator import itemgetter
 
 import numpy as np
 from surprise import Trainset
@@ -62,9 +63,10 @@ def split(cv, data) -> list:
     indices = np.arange(n)
     if cv.shuffle:
         get_rng(cv.random_state).shuffle(indices)
-    user_codes, user_names = _codes(row[0] for row in raw)
-    item_codes, item_names = _codes(row[1] for row in raw)
-    ratings = np.fromiter((row[2] for row in raw), dtype=np.float64, count=n)
+    user_codes, user_names = _codes(list(map(itemgetter(0), raw)))
+    item_codes, item_names = _codes(list(map(itemgetter(1), raw)))
+    ratings = np.fromiter(map(itemgetter(2), raw), dtype=np.float64, count=n)
+    first_three = itemgetter(0, 1, 2)
     splits, stop = [], 0
     for fold in range(cv.n_splits):
         start = stop
@@ -73,7 +75,8 @@ def split(cv, data) -> list:
         test = indices[start:stop]
         trainset = ArrayTrainset(raw, train, user_codes, item_codes, user_names, item_names, ratings,
                                  data.reader.rating_scale)
-        testset = IndexedTestset([(raw[i][0], raw[i][1], raw[i][2]) for i in test.tolist()], trainset,
+        # Surprise's construct_testset: (raw user, raw item, rating) of each row, the tuples cut in C.
+        testset = IndexedTestset(list(map(first_three, map(raw.__getitem__, test.tolist()))), trainset,
                                  trainset.inner_users(user_codes[test]), trainset.inner_items(item_codes[test]),
                                  ratings[test])
         splits.append((trainset, testset))
@@ -117,7 +120,9 @@ class ArrayTrainset(Trainset):
         users, items = self.inner_users(user_codes[rows]), self.inner_items(item_codes[rows])
         self.rating_arrays = RatingArrays(users, items, ratings[rows], self.n_users, self.n_items)
         # Surprise's np.mean over all_ratings(), which runs user by user: the same order, the same sum.
-        self._global_mean = np.mean(ratings[rows][np.argsort(users, kind="stable")])
+        # (A stable sort of 16-bit keys is a radix sort: 7x faster at 800k ratings.)
+        keys = users.astype(np.uint16) if self.n_users <= 2 ** 16 else users
+        self._global_mean = np.mean(ratings[rows][np.argsort(keys, kind="stable")])
 
     def inner_users(self, codes: np.ndarray) -> np.ndarray:
         """Inner user ids of user codes, -1 for users this trainset does not know."""
@@ -167,17 +172,19 @@ class IndexedTestset(list):
         self.trainset, self.users, self.items, self.ratings = trainset, users, items, ratings
 
 
-def _codes(ids):
-    """Each id's code, numbered in order of first appearance, and the ids by code."""
-    index = {}
-    codes = np.fromiter((index.setdefault(value, len(index)) for value in ids), dtype=np.int64)
-    return codes, list(index)
+def _codes(ids: list):
+    """Each id's code, numbered in order of first appearance, and the ids by code (every loop in C)."""
+    names = list(dict.fromkeys(ids))
+    index = dict(zip(names, range(len(names))))
+    return np.fromiter(map(index.__getitem__, ids), dtype=np.int64, count=len(ids)), names
 
 
 def _first_appearance(codes, n_codes):
     """Inner ids numbered by first appearance in ``codes``: each code's id (-1 if absent), and the codes by id."""
-    present, first = np.unique(codes, return_index=True)
-    order = present[np.argsort(first)]
+    first = np.full(n_codes, codes.size, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(codes.size))
+    present = np.flatnonzero(first < codes.size)
+    order = present[np.argsort(first[present])]
     inner = np.full(n_codes, -1, dtype=np.int64)
     inner[order] = np.arange(order.size)
     return inner, order
