@@ -82,7 +82,8 @@ class Observed:
         return cls(
             users=users, items=items, shape=(n_users, n_items),
             user_crow=_crow(users, n_users), item_order=item_order,
-            item_crow=_crow(items.index_select(0, item_order), n_items), item_cols=users.index_select(0, item_order),
+            # Row pointers need only the counts: no gather of the sorted items.
+            item_crow=_crow(items, n_items), item_cols=users.index_select(0, item_order),
         )
 
     @property
@@ -282,8 +283,9 @@ def _narrow(index: torch.Tensor, bound: int) -> torch.Tensor:
     return index.to(index_dtype(bound))
 
 
-def _crow(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:
-    counts = torch.bincount(sorted_rows, minlength=n_rows)
+def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """CSR row pointers of entries in these rows, once they are sorted by row (in any order now)."""
+    counts = torch.bincount(rows, minlength=n_rows)
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 
