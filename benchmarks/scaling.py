@@ -332,8 +332,8 @@ def _layout_text(row):
     return f"{row.get('status')}: {reason}".replace("|", "/")
 
 
-def markdown(rows, gemm):
-    """The scaling rows as a Markdown table, after a header explaining the columns."""
+def markdown(rows, gemm, env=None):
+    """The scaling rows as a Markdown table, after a header explaining the columns and naming the machine."""
     lines = ["| shape | users x items | training ratings | algorithm | factors | epochs | layout | s / epoch | "
              "first epoch s | GFLOP/s | of GEMM | held-out RMSE | peak RSS GiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -349,7 +349,9 @@ def markdown(rows, gemm):
                          f"{r['peak_rss_gib']:.2f} |")
         else:
             lines.append(head + f"{r.get('layout', '-')} | - | - | - | - | - | {_layout_text(r)} |")
-    return HEADER + f"Dense float32 GEMM on this machine: {gemm:.0f} GFLOP/s.\n\n" + "\n".join(lines)
+    machine = (f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, device {env['device']}. "
+               if env else "")
+    return HEADER + machine + f"Dense float32 GEMM on this machine: {gemm:.0f} GFLOP/s.\n\n" + "\n".join(lines)
 
 
 def main(argv=None):
@@ -374,6 +376,7 @@ def main(argv=None):
                                 args.fitted)))
         return 0
     gemm = gemm_gflops(args.device)
+    env = describe_environment(args.device)
     rows = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -398,10 +401,10 @@ def main(argv=None):
             print(f"  {row}", file=sys.stderr, flush=True)
             rows.append(row)
             # Rewritten after every run, so an interrupted sweep keeps what finished.
-            (out / "scaling.json").write_text(json.dumps({"environment": describe_environment(args.device),
-                                                          "gemm_gflops": gemm, "rows": rows}, indent=2))
-            (out / "scaling.md").write_text(markdown(rows, gemm) + "\n")
-    print(markdown(rows, gemm))
+            (out / "scaling.json").write_text(json.dumps({"environment": env, "gemm_gflops": gemm, "rows": rows},
+                                                         indent=2))
+            (out / "scaling.md").write_text(markdown(rows, gemm, env) + "\n")
+    print(markdown(rows, gemm, env))
     return 0
 
 
