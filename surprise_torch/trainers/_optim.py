@@ -80,7 +80,8 @@ class Adam(_Plain):
         exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
         bias_correction1 = 1 - self.beta1 ** step
         bias_correction2 = 1 - self.beta2 ** step
-        denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(self.eps)
+        # torch.optim's (sqrt(v) / sqrt(bc2)) + eps, in one buffer: the same values, one allocation fewer.
+        denom = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(self.eps)
         _step(param, exp_avg, denom, lr / bias_correction1)
 
 
