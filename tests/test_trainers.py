@@ -249,6 +249,9 @@ def test_normal_operator_applies_every_rows_gram_matrix(monkeypatch, tile_bytes)
     np.testing.assert_allclose(operator.apply(x, features).numpy(), want_applied, rtol=1e-10, atol=1e-12)
     # Products overwrite the operator's scratch, never the values it fits.
     np.testing.assert_allclose(operator.residual(x, features)[1].numpy(), want_sse, rtol=1e-10)
+    gradient, sse = operator.residual(x, features, sse=False)
+    assert sse is None
+    np.testing.assert_allclose(gradient.numpy(), want_gradient, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("biased", [True, False])

@@ -234,31 +234,33 @@ class NormalOperator:
                         first, width_t)
                        for start, end, part_crow, part_cols, first, width_t in parts]
 
-    def residual(self, x: torch.Tensor, features: torch.Tensor, offset: torch.Tensor | None = None):
+    def residual(self, x: torch.Tensor, features: torch.Tensor, offset: torch.Tensor | None = None,
+                 sse: bool = True):
         """``F_u^T e_u`` and ``|e_u|^2`` of every row, for ``e = values - offset[col] - x[row] . features[col]``.
 
         Returns
         -------
         gradient : torch.Tensor
             ``(n_rows, d)``.
-        sse : torch.Tensor
-            ``(n_rows,)`` sums of squared residuals.
+        sse : torch.Tensor or None
+            ``(n_rows,)`` sums of squared residuals; None unless ``sse``.
         """
         if offset is not None:
             # values - offset[col] - x . f  =  values - [x, 1] . [f, offset]: one sampled product subtracts both.
             x = torch.cat([x, x.new_ones((x.shape[0], 1))], 1)
             features = torch.cat([features, offset[:, None]], 1)
         out = x.new_zeros((self.shape[0], x.shape[1]))
-        sse = x.new_zeros((self.shape[0], 1))
+        sums = x.new_zeros((self.shape[0], 1)) if sse else None
         for values, errors, first, width in self._tiles:
             part = features[first:first + width]
             torch.sparse.sampled_addmm(values, x, part.T, beta=1, alpha=-1, out=errors)
             out.addmm_(errors, part)
-            squares = errors.values()
-            squares.mul_(squares)
-            sse.addmm_(errors, x.new_ones((width, 1)))
+            if sse:
+                squares = errors.values()
+                squares.mul_(squares)
+                sums.addmm_(errors, x.new_ones((width, 1)))
         # The offset's column of the product is not a feature.
-        return out[:, :out.shape[1] - (offset is not None)], sse[:, 0]
+        return out[:, :out.shape[1] - (offset is not None)], sums[:, 0] if sse else None
 
     def apply(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """``F_u^T F_u x_u`` for every row ``u``: ``(n_rows, d)``."""

@@ -265,13 +265,14 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
                               weighted_reg)
     hint = "Use a larger reg, reg_bu or reg_bi."
 
-    def half(side, features, offset, penalty, current, row_lengths, rating_lengths):
+    def half(side, features, offset, penalty, current, row_lengths, rating_lengths, measure=True):
         """Solve one side; return its rows and a function giving each fit's residual sum of squares there.
 
-        ``current`` gives the side's present rows, where conjugate gradients start.
+        ``current`` gives the side's present rows, where conjugate gradients start. Without ``measure``
+        (the user side, whose residuals the loss does not use) they skip their sums of squares.
         """
         if not exact:
-            x, sse_rows = side.solve_cg(features, offset, penalty, current(), cg_steps)
+            x, sse_rows = side.solve_cg(features, offset, penalty, current(), cg_steps, measure)
             return x, lambda: per_fit(sse_rows, row_lengths)
         x, rhs, y = side.solve(features, offset, penalty)
         # From the normal equations (G + P) x = b:  |y|^2 - 2 x.b + x.G.x = |y|^2 - x.b - x.P.x.
@@ -292,7 +293,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
         if biased:
             # Users fit r - mu - bi with features [qi, 1]: the 1 column's weight is bu.
             x_u, _ = half(user_side, torch.cat([qi, ones_i], 1), bi, pen_u, lambda: torch.cat([pu, bu[:, None]], 1),
-                          n_u, n_r)
+                          n_u, n_r, measure=False)
             x_all = comm.gather(x_u, n_users)
             pu, bu = x_all[:, :k], x_all[:, k]
             x_i, sse = half(item_side, torch.cat([pu, ones_u], 1), bu, pen_i, lambda: torch.cat([qi, bi[:, None]], 1),
@@ -300,7 +301,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
             x_all = comm.gather(x_i, n_items)
             qi, bi = x_all[:, :k], x_all[:, k]
         else:
-            x_u, _ = half(user_side, qi, None, pen_u, lambda: pu, n_u, n_r)
+            x_u, _ = half(user_side, qi, None, pen_u, lambda: pu, n_u, n_r, measure=False)
             pu = comm.gather(x_u, n_users)
             x_i, sse = half(item_side, pu, None, pen_i, lambda: qi, n_i, n_r_items)
             qi = comm.gather(x_i, n_items)
@@ -447,17 +448,18 @@ class _Side:
         x.masked_fill_(failed[:, None], float("nan"))
         return x, rhs, y
 
-    def solve_cg(self, features, offset, penalty, start, steps):
+    def solve_cg(self, features, offset, penalty, start, steps, measure=True):
         """Approach this side's solutions by ``steps`` conjugate-gradient steps from ``start``.
 
         The same systems as :meth:`solve` (``offset`` and ``penalty`` alike),
         every row's CG run side by side: each step is one
         :meth:`NormalOperator.apply` for all rows, with per-row step sizes.
-        Returns the new rows and each row's sum of squared residuals at them.
+        Returns the new rows and, if ``measure``, each row's sum of squared
+        residuals at them (else None).
         """
         lo, hi = self.rows
         x = start[lo:hi].clone()
-        gradient, sse0 = self.normal.residual(x, features, offset)
+        gradient, sse0 = self.normal.residual(x, features, offset, sse=measure)
         r = gradient - penalty * x  # b - A x, as F^T e0 = b - G x
         r0 = r.clone()
         p = r.clone()
@@ -474,6 +476,8 @@ class _Side:
                 beta = torch.where(rr > 0, rr_next / rr, torch.zeros_like(rr))
                 p = p.mul_(beta[:, None]).add_(r)
                 rr = rr_next
+        if not measure:
+            return x, None
         # |e(x)|^2 = |e0 - F delta|^2 = |e0|^2 - 2 delta.F^T e0 + delta.G delta, with delta = x - x0 and
         # G delta = A delta - P delta = (r0 - r) - P delta: no other pass over the ratings.
         delta = x - start[lo:hi]
