@@ -137,11 +137,8 @@ class CSRProduct:
 
     def __call__(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """``csr(values) @ dense``: ``(n_rows, n_cols)`` times ``(n_cols, m)``."""
-        tile = max(1, TILE_BYTES // max(1, dense.shape[1] * dense.element_size()))
-        n_tiles = -(-self.shape[1] // tile)
-        # Each tile writes and sums a whole output: worth it only when the tiles are dense enough.
-        sparse_tiles = n_tiles * self.shape[0] * MIN_TILE_DENSITY > self.cols.numel()
-        if not self.tiled or dense.device.type != "cpu" or n_tiles == 1 or sparse_tiles:
+        tile = tile_columns(self.shape, self.cols.numel(), dense.shape[1] * dense.element_size(), dense.device)
+        if not self.tiled or tile is None:
             ordered = values if self.order is None else values.index_select(0, self.order)
             return _csr(self.crow, self.cols, ordered, self.shape) @ dense
         if tile not in self._tilings:
@@ -157,6 +154,21 @@ class CSRProduct:
     def _cut(self, tile):
         """The nonzeros reordered by (column tile, row, column), and each tile's CSR pattern."""
         return cut_tiles(self.crow, self.cols, self.shape, tile, self.order)
+
+
+def tile_columns(shape, nnz: int, row_bytes: int, device) -> int | None:
+    """Columns per tile for products of an ``(n_rows, n_cols)`` pattern with dense rows of ``row_bytes``.
+
+    None where the plain product is the better one: off the CPU, when the
+    dense rows fit one tile, or when the tiles would be too sparse (each
+    tile writes and sums a whole output; see :data:`MIN_TILE_DENSITY`).
+    """
+    n_rows, n_cols = shape
+    tile = max(1, TILE_BYTES // max(1, row_bytes))
+    n_tiles = -(-n_cols // tile)
+    if device.type != "cpu" or n_tiles == 1 or n_tiles * n_rows * MIN_TILE_DENSITY > nnz:
+        return None
+    return tile
 
 
 def cut_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int, order: torch.Tensor | None = None):
@@ -217,9 +229,9 @@ class NormalOperator:
     def __init__(self, crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape, width: int):
         self.shape = tuple(shape)
         n_rows, n_cols = self.shape
-        tile = max(1, TILE_BYTES // max(1, (width + 1) * values.element_size()))
-        n_tiles = -(-n_cols // tile)
-        if values.device.type != "cpu" or n_tiles == 1 or n_tiles * n_rows * MIN_TILE_DENSITY > cols.numel():
+        # width + 1: residuals carry an offset column (see residual).
+        tile = tile_columns(self.shape, cols.numel(), (width + 1) * values.element_size(), values.device)
+        if tile is None:
             narrow = index_dtype(max(cols.numel(), n_cols))
             parts = [(0, cols.numel(), crow.to(narrow), cols.to(narrow), 0, n_cols)]
             order = None
