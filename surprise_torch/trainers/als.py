@@ -269,16 +269,17 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
         """Solve one side; return its rows and a function giving each fit's residual sum of squares there.
 
         ``current`` gives the side's present rows, where conjugate gradients start. Without ``measure``
-        (the user side, whose residuals the loss does not use) they skip their sums of squares.
+        (the user side, whose residuals the loss does not use) they skip their sums of squares. The
+        function takes each row's ``x.P.x``, which the loss computes anyway.
         """
         if not exact:
             x, sse_rows = side.solve_cg(features, offset, penalty, current(), cg_steps, measure)
-            return x, lambda: per_fit(sse_rows, row_lengths)
+            return x, lambda pen_x: per_fit(sse_rows, row_lengths)
         x, rhs, y = side.solve(features, offset, penalty)
         # From the normal equations (G + P) x = b:  |y|^2 - 2 x.b + x.G.x = |y|^2 - x.b - x.P.x.
         # No pass over the ratings is needed.
-        return x, lambda: (per_fit(y, rating_lengths, square=True)
-                           - per_fit((x * rhs).sum(1) + (penalty * x.pow(2)).sum(1), row_lengths))
+        return x, lambda pen_x: (per_fit(y, rating_lengths, square=True)
+                                 - per_fit((x * rhs).sum(1) + pen_x, row_lengths))
 
     guards = [DivergenceGuard(part, on_divergence, hint) for part in target.split(n_r)]
     histories = [{} for _ in fits]
@@ -306,7 +307,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
             x_i, sse = half(item_side, pu, None, pen_i, lambda: qi, n_i, n_r_items)
             qi = comm.gather(x_i, n_items)
         pen_x_u, pen_x_i = (pen_u * x_u.pow(2)).sum(1), (pen_i * x_i.pow(2)).sum(1)
-        sums = comm.sum(torch.stack([sse(), per_fit(pen_x_u, n_u) + per_fit(pen_x_i, n_i)]))
+        sums = comm.sum(torch.stack([sse(pen_x_i), per_fit(pen_x_u, n_u) + per_fit(pen_x_i, n_i)]))
         sound = []
         for b, (sse_b, penalty_b) in enumerate(zip(*sums.tolist())):
             if b not in running:
