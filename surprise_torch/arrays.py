@@ -151,7 +151,7 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
         raise ValueError("users and items must be integer ids (0-based); map raw ids to integers first.")
     if not np.isfinite(ratings).all():
         raise ValueError(f"{int((~np.isfinite(ratings)).sum())} rating(s) are NaN or infinite; remove them.")
-    users, items = users.astype(np.int64), items.astype(np.int64)
+    users, items = users.astype(np.int64, copy=False), items.astype(np.int64, copy=False)
     n_users = int(users.max()) + 1 if n_users is None else int(n_users)
     n_items = int(items.max()) + 1 if n_items is None else int(n_items)
     if users.min() < 0 or items.min() < 0 or users.max() >= n_users or items.max() >= n_items:

@@ -187,17 +187,21 @@ def test_row_blocks_solve_every_rows_ridge_regression():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype):
+@pytest.mark.parametrize("n_users, n_tiles", [(37, 13), (36, 12)])
+def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype, n_users, n_tiles):
     import surprise_torch.trainers._observed as observed
 
     gen = torch.Generator().manual_seed(3)
-    mask = torch.rand((37, 11), generator=gen) < 0.3
+    mask = torch.rand((n_users, 11), generator=gen) < 0.3
     mask[4] = False  # a user without ratings: an empty column of the item side
+    mask[-1] = False  # and in the last tile
     obs = observed.Observed.from_mask(mask)
     values = torch.randn(obs.nnz, generator=gen, dtype=dtype)
-    dense = torch.randn((37, 5), generator=gen, dtype=dtype)
+    dense = torch.randn((n_users, 5), generator=gen, dtype=dtype)
     plain = obs.by_item(values) @ dense
-    # 3 users' rows per tile: 13 tiles, the last one short.
+    want = (torch.zeros(n_users, 11, dtype=dtype).index_put_(mask.nonzero(as_tuple=True), values)).T @ dense
+    torch.testing.assert_close(plain, want)
+    # 3 users' rows per tile: 13 tiles of 37 users, the last one short; 12 of 36.
     monkeypatch.setattr(observed, "TILE_BYTES", 3 * 5 * dense.element_size())
     # Under 16 ratings per tile row: too sparse to tile, the plain product runs.
     sparse = observed.Observed.from_mask(mask)
@@ -206,7 +210,9 @@ def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype):
     monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
     tiled = observed.Observed.from_mask(mask)
     torch.testing.assert_close(tiled.item_product(values, dense), plain)
-    assert len(tiled._item_product._tilings[3][1]) == 13
+    assert len(tiled._item_product._tilings[3][1]) == n_tiles
+    # Tiles are cut from the user-major layout: the item-major one is never sorted.
+    assert "item_order" not in vars(tiled)
     # The tiling is kept for the next product with the same tile size.
     torch.testing.assert_close(tiled.item_product(2 * values, dense), 2 * plain)
     assert list(tiled._item_product._tilings) == [3]

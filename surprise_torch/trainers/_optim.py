@@ -74,14 +74,16 @@ class Adam(_Plain):
             state["step"] = 0
             state["exp_avg"] = torch.zeros_like(param)
             state["exp_avg_sq"] = torch.zeros_like(param)
+            # Kept from step to step: a fresh buffer of ML-10M's user factors faulted in new pages every step.
+            state["denom"] = torch.empty_like(state["exp_avg_sq"])
         state["step"] += 1
         step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - self.beta1)
         exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
         bias_correction1 = 1 - self.beta1 ** step
         bias_correction2 = 1 - self.beta2 ** step
-        # torch.optim's (sqrt(v) / sqrt(bc2)) + eps, in one buffer: the same values, one allocation fewer.
-        denom = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(self.eps)
+        # torch.optim's (sqrt(v) / sqrt(bc2)) + eps: the same values.
+        denom = torch.sqrt(exp_avg_sq, out=state["denom"]).div_(math.sqrt(bias_correction2)).add_(self.eps)
         _step(param, exp_avg, denom, lr / bias_correction1)
 
 
