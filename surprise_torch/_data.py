@@ -27,6 +27,10 @@ class RatingArrays:
         The ratings, in the trainset's scale.
     n_users, n_items : int
         Sizes of the id spaces (the dense matrix shape).
+    ordered : bool, default False
+        True when the ratings are known to be sorted by (user, item) with
+        no pair repeated (:func:`~surprise_torch.arrays.as_rating_arrays`
+        makes them so), so that nothing needs to check or sort them again.
     """
 
     users: np.ndarray
@@ -34,6 +38,7 @@ class RatingArrays:
     ratings: np.ndarray
     n_users: int
     n_items: int
+    ordered: bool = False
 
 
 def trainset_arrays(trainset) -> RatingArrays:

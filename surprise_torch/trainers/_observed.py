@@ -200,7 +200,9 @@ class _TransposedProduct(CSRProduct):
         return self.obs.by_item(values)
 
     def _cut(self, tile):
-        return cut_transposed_tiles(self.obs.user_crow, self.obs.users, self.obs.items, self.obs.shape, tile)
+        # The user-major layout's narrowed items: no second conversion.
+        return cut_transposed_tiles(self.obs.user_crow, self.obs.users, self.obs._user_index[1], self.obs.shape,
+                                    tile)
 
 
 def tile_columns(shape, nnz: int, row_bytes: int, device) -> int | None:
@@ -275,18 +277,18 @@ def cut_transposed_tiles(crow: torch.Tensor, rows: torch.Tensor, cols: torch.Ten
     bounds = crow[::tile].tolist()
     if (len(bounds) - 1) * tile < n_rows:
         bounds.append(rows.numel())
-    parts, pieces = [], []
+    order = torch.empty(rows.numel(), dtype=narrow, device=rows.device)
+    parts = []
     for t, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         # A tile is a contiguous run of whole rows, sorted by row: a stable sort by column orders it
         # by (column, row). Sorting run by run keeps each sort in cache.
         local = torch.argsort(keys[start:end], stable=True)
         first = t * tile
         tile_crow = _crow(keys[start:end], n_cols).to(narrow)
-        tile_cols = (rows[start:end].index_select(0, local) - first).to(narrow)
-        pieces.append(local.add_(start))
+        tile_cols = (rows[start:end] - first).to(narrow).index_select(0, local)
+        torch.add(local, start, out=order[start:end])
         parts.append((start, end, tile_crow, tile_cols, first, min(tile, n_rows - first)))
-    order = torch.cat(pieces) if pieces else rows.new_empty(0)
-    return order.to(narrow), parts
+    return order, parts
 
 
 class NormalOperator:
