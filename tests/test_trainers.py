@@ -102,12 +102,16 @@ def test_complete_als_refuses_missing_entries():
 
 @pytest.mark.parametrize("name,torch_class", [("sgd", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop),
                                               ("adam", torch.optim.Adam)])
-def test_named_optimizers_are_torch_optims_updates(problem, name, torch_class):
+@pytest.mark.parametrize("bias_rate", [1.0, 0.5])
+def test_named_optimizers_are_torch_optims_updates(problem, name, torch_class, bias_rate):
     # The named optimizers are plain tensor code (no torch._dynamo import on a
-    # worker's first fit), but the same updates as torch.optim's.
+    # worker's first fit), but the same updates as torch.optim's. One rate for every
+    # term steps whole factor tables (Adam: torch's fused kernel); a separate bias
+    # rate steps each term's view.
     ratings, mask = problem
     lr = {"sgd": 0.5, "rmsprop": 0.01, "adam": 0.05}[name]
-    fits = [train_svd(ratings, mask, n_factors=3, n_epochs=20, optimizer=opt, lr={t: lr for t in ("bu", "bi", "pu", "qi")},
+    rates = {"pu": lr, "qi": lr, "bu": lr * bias_rate, "bi": lr * bias_rate}
+    fits = [train_svd(ratings, mask, n_factors=3, n_epochs=20, optimizer=opt, lr=rates,
                       generator=torch.Generator().manual_seed(0)) for opt in (name, torch_class)]
     torch.testing.assert_close(fits[0].pu, fits[1].pu, rtol=1e-10, atol=1e-12)
     assert fits[0].history["loss"] == pytest.approx(fits[1].history["loss"], rel=1e-12)

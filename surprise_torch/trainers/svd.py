@@ -200,7 +200,21 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     if not isinstance(optimizer, str) and any(isinstance(r, torch.Tensor) for r in rates.values()):
         raise ValueError("Stacked fits with different learning rates need a named optimizer "
                          f"({sorted(OPTIMIZERS)}), not {optimizer!r}.")
-    opt = opt_cls([{"params": [p], "lr": rates[t]} for t, p in params.items()], lr=rates["pu"])
+    # Where each fit gives both terms of a table one rate (Surprise's lr_all), the named optimizers step
+    # whole rows of pa and qa, a block per fit: contiguous tensors with a float rate, which Adam updates
+    # in one fused pass (the constant columns get zero gradients and stay 1).
+    blocks = None
+    if isinstance(optimizer, str):
+        terms = {"users": ("pu", "bu") if biased else ("pu",), "items": ("qi", "bi") if biased else ("qi",)}
+        blocks = {side: _blocks(lr, terms[side], stack.users if side == "users" else stack.items) for side in terms}
+        blocks = None if None in blocks.values() else blocks
+    if blocks is None:
+        groups = [{"params": [p], "lr": rates[t]} for t, p in params.items()]
+    else:
+        groups = [{"params": [table[start:end]], "lr": rate}
+                  for table, side in ((pa, "users"), (qa, "items")) for start, end, rate in blocks[side]]
+        groups += [{"params": [params["yj"]], "lr": rates["yj"]}] if implicit else []
+    opt = opt_cls(groups, lr=groups[0]["lr"])
     inv = {t: (1 / safe_counts(w)).reshape(-1, *([1] * (params[t].ndim - 1))) for t, w in weights.items()}
     hint = "Use a smaller learning rate (lr_all or lr_bu/lr_bi/lr_pu/lr_qi/lr_yj) or more regularisation."
 
@@ -272,7 +286,15 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
             grads["yj"] = obs.item_product(norm_values, grad_pa[:, :k])
         for t, p in params.items():
             grad = grads[t].mul_(inv[t])
-            p.grad = grad.addcmul_(p, decay[t]) if isinstance(decay[t], torch.Tensor) else grad.add_(p, alpha=decay[t])
+            grad = grad.addcmul_(p, decay[t]) if isinstance(decay[t], torch.Tensor) else grad.add_(p, alpha=decay[t])
+            if blocks is None or t == "yj":
+                p.grad = grad
+        if blocks is not None:
+            if biased:
+                grad_pa[:, k + 1], grad_qa[:, k] = 0, 0
+            tables = [grad_pa] * len(blocks["users"]) + [grad_qa] * len(blocks["items"])
+            for group, grad, (start, end, _) in zip(opt.param_groups, tables, blocks["users"] + blocks["items"]):
+                group["params"][0].grad = grad[start:end]
         opt.step()
         if eval_data is not None:  # a lone fit (train_svd)
             metrics[0]["eval_rmse"] = eval_rmse(eval_data, mus[0], user_factors(), params["qi"],
@@ -296,6 +318,21 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
                               pa_b[:, k].clone() if biased else zeros_u, qa_b[:, k + 1].clone() if biased else zeros_i,
                               histories[b], extras, diverged=guards[b].report()))
     return models
+
+
+def _blocks(lr, terms, offsets):
+    """Each fit's rows ``[start, end)`` and the one rate its ``terms`` share; None if some fit's differ.
+
+    One block per fit, never merged with its neighbours': a fused update's rounding depends on where
+    an element falls in its tensor, and a fit stepped on its own block steps as it would alone.
+    """
+    blocks = []
+    for b, rates in enumerate(lr):
+        values = {float(rates[t]) for t in terms}
+        if len(values) != 1:
+            return None
+        blocks.append((offsets[b], offsets[b + 1], values.pop()))
+    return blocks
 
 
 def _column(rate, param):
