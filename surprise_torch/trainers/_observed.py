@@ -94,6 +94,13 @@ class Observed:
     def item_cols(self) -> torch.Tensor:
         return self.users.index_select(0, self.item_order)
 
+    @cached_property
+    def _item_index(self) -> tuple:
+        # Narrowed as the user-major index is: the item-side product of a stacked search's folds
+        # ran on int64 indices at 28 ms against the user side's 24.
+        narrow = index_dtype(max(self.nnz, self.shape[0]))
+        return self.item_crow.to(narrow), self.item_cols.to(narrow)
+
     @property
     def nnz(self) -> int:
         """Number of observed ratings."""
@@ -105,7 +112,7 @@ class Observed:
 
     def by_item(self, values: torch.Tensor) -> torch.Tensor:
         """``(n_items, n_users)`` CSR matrix, the transpose, holding the same ``values``."""
-        return _csr(self.item_crow, self.item_cols, values.index_select(0, self.item_order), self.shape[::-1])
+        return _csr(*self._item_index, values.index_select(0, self.item_order), self.shape[::-1])
 
     def item_product(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """``by_item(values) @ dense``, tiled over ``dense``'s rows where that is faster (see :class:`CSRProduct`)."""
