@@ -318,3 +318,17 @@ def test_unknown_solver_is_refused(problem):
         train_als(ratings, mask, solver="lu")
     with pytest.raises(ValueError, match="cg_steps"):
         train_als(ratings, mask, cg_steps=0)
+
+
+def test_fit_means_are_float64_sums_in_chunks():
+    from surprise_torch.trainers._stack import _mean64, centred
+
+    gen = torch.Generator().manual_seed(5)
+    values = (torch.rand(1001, generator=gen) * 4 + 1).float()
+    want = float(values.double().mean())
+    # Chunks of 7: the float64 sums of 143 pieces, as a million-value chunk sums a large fit's.
+    assert _mean64(values, chunk=7) == pytest.approx(want, rel=1e-14)
+    means, target = centred(values, [400, 601], biased=True)
+    assert means == pytest.approx([float(values[:400].double().mean()), float(values[400:].double().mean())],
+                                  rel=1e-14)
+    torch.testing.assert_close(target[:400], values[:400] - means[0])
