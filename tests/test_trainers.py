@@ -332,3 +332,25 @@ def test_fit_means_are_float64_sums_in_chunks():
     assert means == pytest.approx([float(values[:400].double().mean()), float(values[400:].double().mean())],
                                   rel=1e-14)
     torch.testing.assert_close(target[:400], values[:400] - means[0])
+
+
+def test_an_observed_index_is_freed_without_the_cycle_collector(monkeypatch):
+    # Its tiles can be hundreds of MB: they must go when the fit drops the index, not at some later
+    # run of the cyclic garbage collector.
+    import gc
+    import weakref
+
+    import surprise_torch.trainers._observed as observed
+
+    monkeypatch.setattr(observed, "TILE_BYTES", 3 * 5 * 4)
+    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    obs = observed.Observed.from_mask(torch.rand((37, 11), generator=torch.Generator().manual_seed(6)) < 0.3)
+    obs.item_product(torch.randn(obs.nnz), torch.randn((37, 5)))
+    assert obs._item_product._tilings  # tiled, so the tiles exist
+    alive = weakref.ref(obs)
+    gc.disable()
+    try:
+        del obs
+        assert alive() is None
+    finally:
+        gc.enable()

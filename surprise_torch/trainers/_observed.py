@@ -12,6 +12,7 @@ through :class:`CSRProduct`, which tiles that product on the CPU.
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -196,7 +197,9 @@ class _TransposedProduct(CSRProduct):
 
     def __init__(self, obs: Observed):
         super().__init__(None, None, obs.shape[::-1])
-        self.obs = obs
+        # A weak reference: the Observed owns this product, and a reference cycle would keep both,
+        # tiles included, until the cyclic garbage collector happened to run.
+        self.obs = weakref.proxy(obs)
 
     @property
     def nnz(self) -> int:
