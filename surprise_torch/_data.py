@@ -23,7 +23,7 @@ class RatingArrays:
     ----------
     users, items : numpy.ndarray of int64
         Inner user and item ids.
-    ratings : numpy.ndarray of float64
+    ratings : numpy.ndarray of float64 (or float32, as given to train_on_arrays)
         The ratings, in the trainset's scale.
     n_users, n_items : int
         Sizes of the id spaces (the dense matrix shape).

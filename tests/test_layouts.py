@@ -101,6 +101,23 @@ def test_repeated_pairs_keep_the_last_rating():
     assert arrays.ratings.tolist() == [5.0, 2.0, 3.0]
 
 
+def test_float32_ratings_train_without_a_float64_copy_and_as_float64_ones_do():
+    gen = np.random.default_rng(7)
+    users, items = np.repeat(np.arange(30), 8), np.tile(np.arange(8), 30)
+    ratings = gen.integers(1, 6, users.size) + gen.random(users.size).round(2)
+    narrow = arrays_module.as_rating_arrays(users, items, ratings.astype(np.float32))
+    assert narrow.ratings.dtype == np.float32
+    assert arrays_module.as_rating_arrays(users, items, ratings.astype(int)).ratings.dtype == np.float64
+    # The scale is computed in float64 either way.
+    scales = [arrays_module.RatingScale.of(r, centred=True) for r in (ratings.astype(np.float32), ratings)]
+    assert scales[0].center == pytest.approx(float(ratings.astype(np.float32).astype(np.float64).mean()), rel=1e-15)
+    assert scales[0].spread == pytest.approx(scales[1].spread, rel=1e-6)
+    fits = [train_on_arrays("svd", users, items, r, n_factors=3, n_epochs=5, random_state=0)
+            for r in (ratings.astype(np.float32).astype(np.float64), ratings.astype(np.float32))]
+    for name in ("pu", "qi", "bu", "bi"):
+        torch.testing.assert_close(getattr(fits[1], name), getattr(fits[0], name), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("users,items,ratings,match", [
     ([0, 1], [0], [1.0, 2.0], "same length"),
     ([], [], [], "no ratings"),
