@@ -464,16 +464,17 @@ class _Side:
         r = gradient - penalty * x  # b - A x, as F^T e0 = b - G x
         r0 = r.clone()
         p = r.clone()
-        rr = (r * r).sum(1)
+        # Row dot products by vecdot: no product tensor per step.
+        rr = torch.linalg.vecdot(r, r)
         for step in range(steps):
             ap = self.normal.apply(p, features).addcmul_(penalty, p)
-            pap = (p * ap).sum(1)
+            pap = torch.linalg.vecdot(p, ap)
             # A row already solved exactly has p = 0: it stays put instead of dividing 0 by 0.
             alpha = torch.where(pap > 0, rr / pap, torch.zeros_like(rr))
             x.addcmul_(alpha[:, None], p)
             r.addcmul_(alpha[:, None], ap, value=-1)
             if step + 1 < steps:
-                rr_next = (r * r).sum(1)
+                rr_next = torch.linalg.vecdot(r, r)
                 beta = torch.where(rr > 0, rr_next / rr, torch.zeros_like(rr))
                 p = p.mul_(beta[:, None]).add_(r)
                 rr = rr_next
