@@ -234,7 +234,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         """
         ea = torch.cat([user_factors(), pa[:, k:]], 1) if implicit else pa
         err = torch.sparse.sampled_addmm(target_csr, ea, qa.T, beta=-1, out=residuals).values()
-        # Row norms by vecdot: the same sums as p.pow(2).sum(1), without a squared copy of every factor.
+        # Each row's sum of squares by vecdot, without a squared copy of every factor.
         penalty = sum(per_fit(reg_rows[t] * weights[t] * torch.linalg.vecdot(*[p.reshape(p.shape[0], -1)] * 2),
                               rows[t])
                       for t, p in params.items())
