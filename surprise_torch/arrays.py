@@ -419,13 +419,15 @@ def _rounds(need: list, free) -> list:
 def _stack_arrays(parts: list, stack: Stack) -> RatingArrays:
     """Several fits' arrays as one block-diagonal set: fit ``b``'s ids shifted by its stack offsets.
 
-    Each part is sorted by (user, item) and the offsets grow, so the result is
-    sorted too, and its COO tensor needs no sorting.
+    The offsets grow, so where every part is ordered (sorted by (user, item),
+    no pair repeated) the result is too, and says so: its COO tensor needs
+    neither sorting nor a check.
     """
     return RatingArrays(
         np.concatenate([part.users + stack.users[b] for b, part in enumerate(parts)]),
         np.concatenate([part.items + stack.items[b] for b, part in enumerate(parts)]),
         np.concatenate([part.ratings for part in parts]), *stack.shape,
+        ordered=all(part.ordered for part in parts),
     )
 
 

@@ -162,3 +162,19 @@ def test_the_sparse_tensor_is_coalesced_whatever_the_order_of_the_arrays():
         assert mask is None and tensor.is_coalesced()
         assert tensor.indices().tolist() == [[0, 0, 1, 1], [0, 1, 0, 1]]
         assert tensor.values().tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_stacked_arrays_are_ordered_only_when_every_part_is():
+    from surprise_torch._data import RatingArrays
+    from surprise_torch.trainers._stack import Stack
+
+    ordered = arrays_module.as_rating_arrays([1, 0, 1, 0], [1, 1, 0, 0], [4.0, 2.0, 3.0, 1.0])
+    unordered = RatingArrays(np.array([1, 0, 1, 0]), np.array([1, 1, 0, 0]), np.array([4.0, 2.0, 3.0, 1.0]), 2, 2)
+    stack = Stack.of_sizes([(2, 2), (2, 2)])
+    both = arrays_module._stack_arrays([ordered, ordered], stack)
+    assert both.ordered
+    assert np.all(np.diff(both.users * both.n_items + both.items) > 0)
+    mixed = arrays_module._stack_arrays([ordered, unordered], stack)
+    assert not mixed.ordered
+    tensor, _ = arrays_module.ratings_tensor(mixed, "sparse", torch.device("cpu"), torch.float64)
+    assert tensor.is_coalesced() and tensor.indices()[0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
