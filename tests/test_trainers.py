@@ -222,6 +222,33 @@ def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype, n_users
     assert list(tiled._item_product._tilings) == [3]
 
 
+@pytest.mark.parametrize("n_items", [2 ** 15, 2 ** 15 + 7])
+def test_sort_keys_are_narrow_and_order_as_int64_would(monkeypatch, n_items):
+    import surprise_torch.trainers._observed as observed
+
+    # int16 sort keys up to 2**15 ids, int32 past them: the same orders and counts either way.
+    assert observed._narrow(torch.arange(3), n_items).dtype == (torch.int16 if n_items <= 2 ** 15 else torch.int32)
+    gen = torch.Generator().manual_seed(5)
+    n_users = 40
+    keys = torch.unique(torch.randint(0, n_users * n_items, (3000,), generator=gen))
+    users, items = keys // n_items, keys % n_items
+    items[-1] = n_items - 1  # the largest id sorts last, not negative
+    keys = users * n_items + items
+    keep = torch.cat([keys[1:] != keys[:-1], torch.tensor([True])])
+    users, items = users[keep], items[keep]
+    obs = observed.Observed.from_coordinates(users, items, (n_users, n_items))
+    torch.testing.assert_close(obs.item_order, torch.argsort(items, stable=True))
+    torch.testing.assert_close(obs.item_crow[-2:], torch.tensor([items.numel() - 1, items.numel()]))
+    values = torch.randn(obs.nnz, generator=gen, dtype=torch.float64)
+    dense = torch.randn((n_users, 3), generator=gen, dtype=torch.float64)
+    want = obs.by_item(values) @ dense
+    monkeypatch.setattr(observed, "TILE_BYTES", 7 * 3 * dense.element_size())
+    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    tiled = observed.Observed.from_coordinates(users, items, (n_users, n_items))
+    torch.testing.assert_close(tiled.item_product(values, dense), want)
+    assert len(tiled._item_product._tilings[7][1]) == 6
+
+
 def _dense_normal_product(mask, values, x, features, offset):
     """NumPy reference of NormalOperator: ``F_u^T e_u``, ``|e_u|^2`` and ``F_u^T F_u x_u`` per row."""
     m, t, x, f = mask.numpy(), values.numpy(), x.numpy(), features.numpy()
