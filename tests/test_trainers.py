@@ -291,6 +291,33 @@ def test_normal_operator_applies_every_rows_gram_matrix(monkeypatch, tile_bytes)
     np.testing.assert_allclose(gradient.numpy(), want_gradient, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("tile_bytes", [2 ** 20, 40])
+def test_item_side_operator_cut_from_the_user_major_layout(monkeypatch, tile_bytes):
+    import surprise_torch.trainers._observed as observed
+
+    monkeypatch.setattr(observed, "TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    gen = torch.Generator().manual_seed(6)
+    n_users, n_items, d = 17, 9, 3
+    mask = torch.rand(n_users, n_items, generator=gen) < 0.4
+    mask[4] = False  # a user without ratings
+    mask[:, 2] = False  # an item without ratings
+    obs = observed.Observed.from_mask(mask)
+    values = torch.randn(obs.nnz, generator=gen, dtype=torch.float64)
+    operator = observed.NormalOperator.of_items(obs, values, d)
+    # 40 bytes: one user (d + 1 = 4 doubles) per tile, the tiles cut from the user-major layout.
+    assert len(operator._tiles) == (n_users if tile_bytes == 40 else 1)
+    assert "item_order" not in vars(obs)
+    want = observed.NormalOperator(obs.item_crow, obs.item_cols, values.index_select(0, obs.item_order),
+                                   (n_items, n_users), d)
+    x = torch.randn(n_items, d, generator=gen, dtype=torch.float64)
+    features = torch.randn(n_users, d, generator=gen, dtype=torch.float64)
+    offset = torch.randn(n_users, generator=gen, dtype=torch.float64)
+    for got, expected in zip(operator.residual(x, features, offset), want.residual(x, features, offset)):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(operator.apply(x, features), want.apply(x, features), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("biased", [True, False])
 def test_enough_cg_steps_solve_every_half_sweep_exactly(problem, biased):
     """With d steps, conjugate gradients end at each system's exact solution (up to rounding)."""

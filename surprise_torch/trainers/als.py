@@ -385,16 +385,20 @@ class _Side:
     """One side (users or items) of the problem, as far as this process solves it.
 
     Holds the ratings of its rows ``[lo, hi)`` in CSR form, row-major, with
-    the other side's ids as columns.
+    the other side's ids as columns. A side that conjugate gradients apply
+    only through ``normal`` (the item side of a one-process fit) has no
+    ``cols`` and ``target``: its operator's tiles hold the ratings.
     """
 
-    def __init__(self, crow, cols, target, shape, d, tiled, rows, exact=True):
+    def __init__(self, crow, cols, target, shape, d, tiled, rows, exact=True, normal=None):
         self.crow, self.cols, self.target, self.shape, self.rows = crow, cols, target, shape, rows
-        self.counts = crow.diff().to(target.dtype)
+        self.counts = crow.diff().to(normal.dtype if normal is not None else target.dtype)
         # Exact solves build Gram matrices (row blocks, or the product table when narrow);
         # conjugate-gradient solves only apply them.
         self.blocks = RowBlocks(crow, cols, shape[1], d) if exact and d > TABLE_MAX_WIDTH else None
-        self.normal = None if exact else NormalOperator(crow, cols, target, shape, d)
+        if normal is None and not exact:
+            normal = NormalOperator(crow, cols, target, shape, d)
+        self.normal = normal
         self.product = CSRProduct(crow, cols, shape, tiled=tiled)
         self._pattern = None
 
@@ -408,6 +412,12 @@ class _Side:
     @classmethod
     def of_items(cls, obs: Observed, target, comm, d, exact=True):
         lo, hi = comm.shard(obs.shape[1])
+        if not exact and (lo, hi) == (0, obs.shape[1]):
+            # Conjugate gradients over every item apply the side only through its operator, whose
+            # tiles come from the user-major layout: no item-major index is built (its columns and
+            # ratings, None here, would be used by exact solves only).
+            return cls(obs.item_crow, None, None, obs.shape[::-1], d, tiled=True, rows=(lo, hi), exact=False,
+                       normal=NormalOperator.of_items(obs, target, d))
         start, end = int(obs.item_crow[lo]), int(obs.item_crow[hi])
         order = obs.item_order[start:end]
         return cls(obs.item_crow[lo:hi + 1] - start, obs.item_cols[start:end], target.index_select(0, order),
@@ -418,7 +428,7 @@ class _Side:
 
         ``reg`` and ``reg_bias`` are floats, or (stacked fits) one value per row.
         """
-        lam = self.target.new_empty((self.counts.numel(), k + (reg_bias is not None)))
+        lam = self.counts.new_empty((self.counts.numel(), k + (reg_bias is not None)))
         lam[:, :k] = reg[:, None] if isinstance(reg, torch.Tensor) else reg
         if reg_bias is not None:
             lam[:, k] = reg_bias
