@@ -15,6 +15,7 @@ Usage: ``python -m benchmarks.scaling --out benchmarks/results/scaling-cpu``
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import json
 import re
@@ -58,11 +59,12 @@ def heldout_rmse(mu, pu, qi, bu, bi, test):
     return float(np.sqrt(np.mean((np.clip(est, 1, 5) - ratings) ** 2)))
 
 
-def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False):
+def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, params=None):
     """Run one algorithm on one shape; returns a JSON-able dict.
 
     With ``fitted``, our algorithms run all their adapter's defaults (epochs
     and factors included), so that their held-out RMSEs compare fitted models.
+    ``params`` overrides our algorithms' constructor arguments (``--set``).
     """
     import torch
 
@@ -85,17 +87,22 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False):
     dev = resolve_device(device)
     # Each trainer with the defaults of its Surprise adapter (TorchALS and TorchBayesMF: --als-factors,
     # the sampler timed without burn-in), or (fitted) with all of them.
+    params = dict(params or {})
+    if params:
+        out["params"] = params
     if fitted:
         algo = {"TorchALS": TorchALS, "TorchALS-cholesky": functools.partial(TorchALS, solver="cholesky"),
                 "TorchSVD": TorchSVD, "TorchSVDpp": TorchSVDpp, "TorchNMF": TorchNMF,
-                "TorchBayesMF": TorchBayesMF}[algorithm]()
+                "TorchBayesMF": TorchBayesMF}[algorithm](**params)
         kwargs = algo._trainer_kwargs()
         epochs = out["epochs"] = kwargs["n_epochs"]
     else:
-        algo = {"TorchALS": TorchALS(n_factors=als_factors),
-                "TorchALS-cholesky": TorchALS(n_factors=als_factors, solver="cholesky"),
-                "TorchSVD": TorchSVD(), "TorchSVDpp": TorchSVDpp(),
-                "TorchNMF": TorchNMF(), "TorchBayesMF": TorchBayesMF(n_factors=als_factors, burn_in=0)}[algorithm]
+        sized = {"n_factors": als_factors}
+        algo = {"TorchALS": lambda: TorchALS(**sized | params),
+                "TorchALS-cholesky": lambda: TorchALS(**sized | {"solver": "cholesky"} | params),
+                "TorchSVD": lambda: TorchSVD(**params), "TorchSVDpp": lambda: TorchSVDpp(**params),
+                "TorchNMF": lambda: TorchNMF(**params),
+                "TorchBayesMF": lambda: TorchBayesMF(**sized | {"burn_in": 0} | params)}[algorithm]()
         kwargs = algo._trainer_kwargs() | {"n_epochs": epochs}
     out["n_factors"] = kwargs["n_factors"]
     # What train_on_arrays will choose (reported also when it refuses to allocate).
@@ -332,6 +339,12 @@ def _layout_text(row):
     return f"{row.get('status')}: {reason}".replace("|", "/")
 
 
+def _label(row):
+    """The algorithm's name, with the arguments ``--set`` gave it."""
+    params = row.get("params")
+    return row["algorithm"] + (f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
+
+
 def markdown(rows, gemm, env=None):
     """The scaling rows as a Markdown table, after a header explaining the columns and naming the machine."""
     lines = ["| shape | users x items | training ratings | algorithm | factors | epochs | layout | s / epoch | "
@@ -339,7 +352,7 @@ def markdown(rows, gemm, env=None):
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['users']:,} x {r['items']:,}"
-        head = (f"| {r['shape']} | {size} | {r['ratings']:,} | {r['algorithm']} | {r.get('n_factors', 100)} | "
+        head = (f"| {r['shape']} | {size} | {r['ratings']:,} | {_label(r)} | {r.get('n_factors', 100)} | "
                 f"{r.get('epochs', '-')} | ")
         if r.get("status") == "ok":
             first = f"{r['first_epoch_s']:.2f}" if "first_epoch_s" in r else "-"
@@ -354,6 +367,20 @@ def markdown(rows, gemm, env=None):
     return HEADER + machine + f"Dense float32 GEMM on this machine: {gemm:.0f} GFLOP/s.\n\n" + "\n".join(lines)
 
 
+def _parse_settings(parser, settings):
+    """``NAME=VALUE`` strings as a dict, each value a Python literal (a bare word stays a string)."""
+    params = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep or not name.isidentifier():
+            parser.error(f"--set takes NAME=VALUE, not {setting!r}")
+        try:
+            params[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[name] = value
+    return params
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Time per epoch and peak memory on synthetic shapes.")
     parser.add_argument("--shapes", nargs="+", default=["ml-1m", "ml-10m", "ml-20m"], choices=list(SHAPES))
@@ -366,14 +393,17 @@ def main(argv=None):
     parser.add_argument("--als-factors", type=int, default=50, help="TorchALS and TorchBayesMF factors (default 50)")
     parser.add_argument("--fitted", action="store_true",
                         help="our algorithms with all their defaults (epochs, factors): held-out RMSEs of fitted models")
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="constructor arguments of our algorithms, e.g. --set reg_all=0.07 (Python literals)")
     parser.add_argument("--out", default="bench-results/scaling")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")
     parser.add_argument("--worker", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    params = _parse_settings(parser, args.set)
     if args.worker:
         algorithm, shape = args.worker
         print(json.dumps(worker(algorithm, shape, args.device, EPOCHS[algorithm], args.layout, args.als_factors,
-                                args.fitted)))
+                                args.fitted, params)))
         return 0
     gemm = gemm_gflops(args.device)
     env = describe_environment(args.device)
@@ -392,6 +422,7 @@ def main(argv=None):
                 proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--device", args.device,
                                        "--layout", args.layout, "--als-factors", str(args.als_factors),
                                        *(["--fitted"] if args.fitted else []),
+                                       *(["--set", *args.set] if args.set else []),
                                        "--worker", algorithm, shape], capture_output=True, text=True,
                                       timeout=args.timeout)
                 row = json.loads(proc.stdout) if proc.returncode == 0 else base | {
