@@ -22,6 +22,7 @@ from ._data import RatingArrays, available_bytes, dense_bytes, to_dense
 from ._threads import lanes_running, thread_policy
 from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_bayes_mf,
                        train_nmf, train_svd)
+from .trainers._common import sum64
 
 __all__ = ["train_on_arrays", "train_rating_arrays", "train_stacked", "ratings_tensor", "choose_layout",
            "as_rating_arrays", "RatingScale", "DENSE_BUDGET", "DENSE_MAX_CELLS_PER_RATING", "STACK_MEMORY_SHARE"]
@@ -480,7 +481,8 @@ class RatingScale:
             center, spread = 0.0, float(np.abs(ratings).max()) / NONNEGATIVE_TOP
         else:
             center = float(ratings.mean(dtype=np.float64)) if centred else 0.0
-            spread = math.sqrt(_squares_about(ratings, center) / ratings.size)
+            spread = math.sqrt(sum64(torch.from_numpy(np.ascontiguousarray(ratings)), center, square=True)
+                               / ratings.size)
         # All ratings equal (to the center): any spread standardises them to 0.
         return cls(center, spread if spread > 0 and math.isfinite(spread) else 1.0)
 
@@ -520,15 +522,6 @@ class RatingScale:
             bu=model.bu.to(wide) * self.spread, bi=model.bi.to(wide) * self.spread,
             extras={name: t.to(wide) * root for name, t in model.extras.items()}, history=history,
         )
-
-
-def _squares_about(values: np.ndarray, center: float, chunk: int = 2 ** 20) -> float:
-    """``sum((values - center) ** 2)`` in float64, a chunk at a time (float32 values too, without a float64 copy)."""
-    total = 0.0
-    for start in range(0, values.size, chunk):
-        deviations = values[start:start + chunk].astype(np.float64) - center
-        total += float(deviations @ deviations)
-    return total
 
 
 def _trainer_named(name, params):

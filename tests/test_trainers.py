@@ -374,14 +374,20 @@ def test_unknown_solver_is_refused(problem):
         train_als(ratings, mask, cg_steps=0)
 
 
-def test_fit_means_are_float64_sums_in_chunks():
-    from surprise_torch.trainers._stack import _mean64, centred
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fit_means_are_float64_sums_in_chunks(dtype):
+    from surprise_torch.trainers._common import sum64
+    from surprise_torch.trainers._stack import centred
 
     gen = torch.Generator().manual_seed(5)
-    values = (torch.rand(1001, generator=gen) * 4 + 1).float()
-    want = float(values.double().mean())
+    values = (torch.rand(1001, generator=gen, dtype=torch.float64) * 4 + 1).to(dtype)
+    exact = values.double().clone()  # a copy even of float64 values, to see them unchanged
     # Chunks of 7: the float64 sums of 143 pieces, as a million-value chunk sums a large fit's.
-    assert _mean64(values, chunk=7) == pytest.approx(want, rel=1e-14)
+    assert sum64(values, chunk=7) == pytest.approx(float(exact.sum()), rel=1e-14)
+    assert sum64(values, 3.0, square=True, chunk=7) == pytest.approx(float(((exact - 3) ** 2).sum()), rel=1e-14)
+    assert sum64(values[:0]) == 0.0
+    # The values themselves are not changed (each chunk's float64 copy is).
+    assert torch.equal(values.double(), exact)
     means, target = centred(values, [400, 601], biased=True)
     assert means == pytest.approx([float(values[:400].double().mean()), float(values[400:].double().mean())],
                                   rel=1e-14)

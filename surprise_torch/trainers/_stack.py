@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._common import sum64
+
 
 @dataclass(frozen=True)
 class Stack:
@@ -99,17 +101,8 @@ def centred(values: torch.Tensor, lengths: list, biased: bool):
 
     ``values`` hold the fits' ratings one fit after another, ``lengths`` of each.
     """
-    means = [_mean64(part) if biased and part.numel() else 0.0 for part in values.split(lengths)]
+    means = [sum64(part) / part.numel() if biased and part.numel() else 0.0 for part in values.split(lengths)]
     return means, values - per_row(means, lengths, values)
-
-
-def _mean64(values: torch.Tensor, chunk: int = 2 ** 20) -> float:
-    """The mean of ``values``, summed in float64 a chunk at a time.
-
-    A float64 copy of all of ML-10M's ratings at once cost 0.045 s of a first epoch, mostly in faulting
-    in its fresh pages; chunks of a million reuse the same memory.
-    """
-    return float(torch.stack([part.double().sum() for part in values.split(chunk)]).sum()) / values.numel()
 
 
 def per_fit(values: torch.Tensor, lengths: list, square: bool = False) -> torch.Tensor:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, estimates_rmse, eval_estimates,
-                      init_factors, record)
+                      init_factors, record, sum64)
 from ._observed import observed_ratings
 from .als import _als_memory, _Exchange, _Side
 
@@ -138,9 +138,9 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     bi = torch.zeros(n_items, device=device, dtype=dtype)
     # As in Surprise's SVD, mu is the ratings' mean (what an unknown user and item get); the
     # biases' hyperprior means take up any offset.
-    mean = float(values.double().mean())
+    mean = sum64(values) / n
     mu = mean if biased else 0.0
-    alpha = 1.0 / max(float(values.double().var()), 1e-12) if n > 1 else 1.0
+    alpha = 1.0 / max(sum64(values, mean, square=True) / (n - 1), 1e-12) if n > 1 else 1.0
     # The hyperparameters start as the prior the initial factors were drawn from, N(0, init_std_dev^2): the
     # first sweeps then grow the factors from small values, as a coordinate-wise sampler started there does.
     # Starting from a unit prior instead left the chain far from its stationary state for many sweeps
@@ -174,7 +174,7 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
             hyper_i = prior.draw(qi)
             prediction = users.dots(pu, qi)
         error = values - prediction
-        sse = float(error.double().pow(2).sum())
+        sse = sum64(error, square=True)
         alpha = host.gamma(prior_shape + n / 2, 1.0 / (prior_rate + sse / 2))
         metrics = {"train_rmse": math.sqrt(sse / n), "noise_std": alpha ** -0.5}
         keep = epoch > burn_in and (epoch - burn_in) % thinning == 0
@@ -189,7 +189,7 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
                 sums["eval"] = current_eval if sums["eval"] is None else sums["eval"] + current_eval
         count = len(kept_pu)
         mean_prediction = sums["train"] / count if count else prediction
-        metrics["train_rmse_mean"] = float((values - mean_prediction).double().pow(2).mean()) ** 0.5
+        metrics["train_rmse_mean"] = (sum64(values - mean_prediction, square=True) / n) ** 0.5
         if eval_data is not None and eval_data.users.numel():
             metrics["eval_rmse"] = estimates_rmse(eval_data, sums["eval"] / count if count else current_eval)
         if not guard.sound(epoch, metrics):
