@@ -211,10 +211,17 @@ def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype, n_users
     sparse = observed.Observed.from_mask(mask)
     torch.testing.assert_close(sparse.item_product(values, dense), plain)
     assert not sparse._item_product._tilings
+    # Into a given buffer, whatever it held: the product overwrites it.
+    buffer = torch.full_like(plain, float("nan"))
+    assert sparse.item_product(values, dense, out=buffer) is buffer
+    torch.testing.assert_close(buffer, plain)
     monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
     tiled = observed.Observed.from_mask(mask)
     torch.testing.assert_close(tiled.item_product(values, dense), plain)
     assert len(tiled._item_product._tilings[3][1]) == n_tiles
+    buffer.fill_(float("nan"))
+    assert tiled.item_product(values, dense, out=buffer) is buffer
+    torch.testing.assert_close(buffer, plain)
     # Tiles are cut from the user-major layout: the item-major one is never sorted.
     assert "item_order" not in vars(tiled)
     # The tiling is kept for the next product with the same tile size.

@@ -116,9 +116,10 @@ class Observed:
         """``(n_items, n_users)`` CSR matrix, the transpose, holding the same ``values``."""
         return _csr(*self._item_index, values.index_select(0, self.item_order), self.shape[::-1])
 
-    def item_product(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """``by_item(values) @ dense``, tiled over ``dense``'s rows where that is faster (see :class:`CSRProduct`)."""
-        return self._item_product(values, dense)
+    def item_product(self, values: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``by_item(values) @ dense``, tiled over ``dense``'s rows where that is faster (see :class:`CSRProduct`),
+        into ``out`` if given."""
+        return self._item_product(values, dense, out)
 
     def counts(self, dtype):
         """Ratings per user and per item: the row lengths of the two CSR layouts."""
@@ -158,20 +159,16 @@ class CSRProduct:
         """Number of nonzeros of the pattern."""
         return self.cols.numel()
 
-    def __call__(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """``csr(values) @ dense``: ``(n_rows, n_cols)`` times ``(n_cols, m)``."""
+    def __call__(self, values: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``csr(values) @ dense``: ``(n_rows, n_cols)`` times ``(n_cols, m)``, into ``out`` if given."""
+        out = dense.new_zeros((self.shape[0], dense.shape[1])) if out is None else out.zero_()
         tile = tile_columns(self.shape, self.nnz, dense.shape[1] * dense.element_size(), dense.device)
         if not self.tiled or tile is None:
-            return self._plain(values) @ dense
+            return out.addmm_(self._plain(values), dense)
         if tile not in self._tilings:
             self._tilings[tile] = self._cut(tile)
         order, parts = self._tilings[tile]
-        # The reordered values go into one kept buffer: a fresh 9M-value result per product faulted in
-        # new pages every time (ML-10M: 49 against 30 ms).
-        if self._ordered is None or self._ordered.dtype != values.dtype or self._ordered.device != values.device:
-            self._ordered = torch.empty_like(values)
-        ordered = torch.index_select(values, 0, order, out=self._ordered)
-        out = dense.new_zeros((self.shape[0], dense.shape[1]))
+        ordered = self._reorder(values, order)
         for start, end, crow, cols, first, width in parts:
             # Accumulated in place: a fresh product per tile cost 6% more at ML-10M.
             out.addmm_(_csr(crow, cols, ordered[start:end], (self.shape[0], width)), dense[first:first + width])
@@ -179,8 +176,15 @@ class CSRProduct:
 
     def _plain(self, values):
         """The whole pattern as one CSR matrix holding ``values``."""
-        ordered = values if self.order is None else values.index_select(0, self.order)
+        ordered = values if self.order is None else self._reorder(values, self.order)
         return _csr(self.crow, self.cols, ordered, self.shape)
+
+    def _reorder(self, values, order):
+        """``values[order]``, in one kept buffer: a fresh 9M-value result per product faulted in new
+        pages every time (ML-10M: 49 against 30 ms)."""
+        if self._ordered is None or self._ordered.dtype != values.dtype or self._ordered.device != values.device:
+            self._ordered = torch.empty_like(values)
+        return torch.index_select(values, 0, order, out=self._ordered)
 
     def _cut(self, tile):
         """The nonzeros reordered by (column tile, row, column), and each tile's CSR pattern."""
@@ -208,7 +212,7 @@ class _TransposedProduct(CSRProduct):
         return self.obs.nnz
 
     def _plain(self, values):
-        return self.obs.by_item(values)
+        return _csr(*self.obs._item_index, self._reorder(values, self.obs.item_order), self.shape)
 
     def _cut(self, tile):
         # The user-major layout's narrowed items: no second conversion.

@@ -225,7 +225,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # cloning the pattern into) a new one every epoch cost a fifth of the product at ML-10M's size, the
     # subtraction another tenth.
     residuals = obs.by_user(torch.empty_like(target))
-    user_grad = torch.empty_like(pa)
+    user_grad, item_grad = torch.empty_like(pa), torch.empty_like(qa)
 
     def measure():
         """Each fit's residuals and, as lists (one host sync for all fits), loss and training RMSE now.
@@ -278,7 +278,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         # the gradients as sparse-dense products: no work on empty entries.
         # Into a kept buffer, as the item side's reordered values (a fresh result faults in new pages).
         grad_pa = user_grad.zero_().addmm_(obs.by_user(err), qa)
-        grad_qa = obs.item_product(err, ea)
+        grad_qa = obs.item_product(err, ea, out=item_grad)
         grads = {"pu": grad_pa[:, :k], "qi": grad_qa[:, :k]}
         if biased:
             grads["bu"], grads["bi"] = grad_pa[:, k], grad_qa[:, k + 1]
