@@ -230,6 +230,9 @@ def sum64(values: torch.Tensor, center: float = 0.0, square: bool = False, chunk
     float64 sums, but not a float64 copy of every rating: at ML-10M's size
     one cost 0.045 s, mostly in faulting in its fresh pages; chunks of a
     million reuse the same memory. One host sync, whatever the chunks.
+    In torch, not NumPy, also for NumPy arrays: NumPy's dot runs on
+    OpenBLAS, whose threads spin after each call and take the cores from
+    torch's (ML-1M: 0.08-0.09 s first epochs against 0.04-0.06 s).
     """
     sums = []
     for part in values.reshape(-1).split(chunk):
