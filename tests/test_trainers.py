@@ -141,7 +141,6 @@ def _table_solve(self, features, offset, penalty):
 @pytest.mark.parametrize("biased", [True, False])
 def test_row_blocks_give_the_table_solvers_model(problem, monkeypatch, biased):
     import surprise_torch.trainers._blocks as blocks
-    import surprise_torch.trainers._observed as observed
     import surprise_torch.trainers.als as als
 
     ratings, mask = problem
@@ -151,8 +150,7 @@ def test_row_blocks_give_the_table_solvers_model(problem, monkeypatch, biased):
     # small tiles, so that the item side's right-hand sides are summed over tiles.
     monkeypatch.setattr(blocks, "MAX_SEGMENT", 7)
     monkeypatch.setattr(blocks, "BLOCK_ROWS", 16)
-    monkeypatch.setattr(observed, "TILE_BYTES", 40)
-    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    _tile_every_product(monkeypatch, 40)
     params = dict(n_factors=4, n_epochs=6, biased=biased, solver="cholesky")
     # Both of a side's ways to its Gram matrices: the in-cache table (narrow features) and the row blocks.
     fitted = {}
@@ -188,6 +186,14 @@ def test_row_blocks_solve_every_rows_ridge_regression():
     want = ridge_reference(mask.numpy(), target.numpy(), features.numpy(), penalty.numpy())
     assert not failed.any() and failed.shape == (n_rows,)
     np.testing.assert_allclose(x.numpy(), want, rtol=1e-9, atol=1e-12)
+
+
+def _tile_every_product(monkeypatch, tile_bytes):
+    """Tiles of ``tile_bytes`` for every CPU product, however sparse (tiny test data would not tile)."""
+    import surprise_torch.trainers._observed as observed
+
+    monkeypatch.setattr(observed, "TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -249,8 +255,7 @@ def test_sort_keys_are_narrow_and_order_as_int64_would(monkeypatch, n_items):
     values = torch.randn(obs.nnz, generator=gen, dtype=torch.float64)
     dense = torch.randn((n_users, 3), generator=gen, dtype=torch.float64)
     want = obs.by_item(values) @ dense
-    monkeypatch.setattr(observed, "TILE_BYTES", 7 * 3 * dense.element_size())
-    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    _tile_every_product(monkeypatch, 7 * 3 * dense.element_size())
     tiled = observed.Observed.from_coordinates(users, items, (n_users, n_items))
     torch.testing.assert_close(tiled.item_product(values, dense), want)
     assert len(tiled._item_product._tilings[7][1]) == 6
@@ -268,8 +273,7 @@ def _dense_normal_product(mask, values, x, features, offset):
 def test_normal_operator_applies_every_rows_gram_matrix(monkeypatch, tile_bytes):
     import surprise_torch.trainers._observed as observed
 
-    monkeypatch.setattr(observed, "TILE_BYTES", tile_bytes)
-    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    _tile_every_product(monkeypatch, tile_bytes)
     gen = torch.Generator().manual_seed(4)
     n_rows, n_cols, d = 13, 29, 4
     mask = (torch.rand(n_rows, n_cols, generator=gen) < 0.3).double()
@@ -302,8 +306,7 @@ def test_normal_operator_applies_every_rows_gram_matrix(monkeypatch, tile_bytes)
 def test_item_side_operator_cut_from_the_user_major_layout(monkeypatch, tile_bytes):
     import surprise_torch.trainers._observed as observed
 
-    monkeypatch.setattr(observed, "TILE_BYTES", tile_bytes)
-    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    _tile_every_product(monkeypatch, tile_bytes)
     gen = torch.Generator().manual_seed(6)
     n_users, n_items, d = 17, 9, 3
     mask = torch.rand(n_users, n_items, generator=gen) < 0.4
@@ -409,8 +412,7 @@ def test_an_observed_index_is_freed_without_the_cycle_collector(monkeypatch):
 
     import surprise_torch.trainers._observed as observed
 
-    monkeypatch.setattr(observed, "TILE_BYTES", 3 * 5 * 4)
-    monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
+    _tile_every_product(monkeypatch, 3 * 5 * 4)
     obs = observed.Observed.from_mask(torch.rand((37, 11), generator=torch.Generator().manual_seed(6)) < 0.3)
     obs.item_product(torch.randn(obs.nnz), torch.randn((37, 5)))
     assert obs._item_product._tilings  # tiled, so the tiles exist
