@@ -9,7 +9,8 @@ MF) are skipped with a line saying so when not installed. A shape whose
 dense layout does not fit is reported as refused, with the estimate ``fit``
 gives, instead of crashing.
 
-Usage: ``python -m benchmarks.scaling --out benchmarks/results/scaling-cpu``
+Usage: ``python -m benchmarks.scaling --out benchmarks/results/scaling-cpu``; ``--set reg_all=0.08``
+gives our algorithms other constructor arguments (their rows say which).
 """
 
 from __future__ import annotations
