@@ -133,7 +133,8 @@ class CSRProduct:
     is cut into column tiles (each reading a cache-sized slice of ``dense``'s
     rows) and the tiles' products are summed; the tiling is built on first
     use for each tile size and kept. Elsewhere (a GPU, a small ``dense``) it is
-    the plain CSR product.
+    the plain CSR product. Values that need reordering go into one buffer kept
+    from product to product; a caller's ``out`` takes the result.
 
     Parameters
     ----------
