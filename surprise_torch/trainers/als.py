@@ -474,7 +474,7 @@ class _Side:
         r = gradient - penalty * x  # b - A x, as F^T e0 = b - G x
         r0 = r.clone()
         p = r.clone()
-        # Row dot products by vecdot: no product tensor per step.
+        # Per-row dot products (vecdot multiplies into a product tensor, then sums each row).
         rr = torch.linalg.vecdot(r, r)
         for step in range(steps):
             ap = self.normal.apply(p, features).addcmul_(penalty, p)
