@@ -399,7 +399,8 @@ class _Side:
         if normal is None and not exact:
             normal = NormalOperator(crow, cols, target, shape, d)
         self.normal = normal
-        self.product = CSRProduct(crow, cols, shape, tiled=tiled)
+        # Exact solves' right-hand sides; a side held only by its operator has no columns to multiply by.
+        self.product = CSRProduct(crow, cols, shape, tiled=tiled) if cols is not None else None
         self._pattern = None
 
     @classmethod
