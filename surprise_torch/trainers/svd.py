@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from . import _optim
-from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, init_factors, record,
-                      safe_counts, truncate)
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, eval_rmse, init_factors,
+                      record, safe_counts, truncate)
 from ._observed import observed_ratings
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
@@ -167,7 +167,9 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # Biases live inside augmented factor matrices, pa = [pu, bu, 1] and
     # qa = [qi, 1, bi], so that one sampled product yields full predictions
     # and the gradient products yield the bias gradients as extra columns.
-    width = k + 2 if biased else k
+    # Zero columns pad the rows to aligned words (see aligned_width); their
+    # gradients are zero, so they stay zero.
+    width = aligned_width(k + 2 if biased else k, values.element_size())
     pa = torch.zeros((n_users, width), device=device, dtype=dtype)
     qa = torch.zeros((n_items, width), device=device, dtype=dtype)
     for b in fits:
@@ -196,7 +198,6 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # One learning rate and regularisation per fit, as floats when the fits share them, else per row.
     rates = {t: _column(per_row([f[t] for f in lr], rows[t], target), p) for t, p in params.items()}
     reg_rows = {t: per_row([f[t] for f in reg], rows[t], target) for t in params}
-    decay = {t: _column(reg_rows[t], p) for t, p in params.items()}
     if not isinstance(optimizer, str) and any(isinstance(r, torch.Tensor) for r in rates.values()):
         raise ValueError("Stacked fits with different learning rates need a named optimizer "
                          f"({sorted(OPTIMIZERS)}), not {optimizer!r}.")
@@ -215,7 +216,15 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
                   for table, side in ((pa, "users"), (qa, "items")) for start, end, rate in blocks[side]]
         groups += [{"params": [params["yj"]], "lr": rates["yj"]}] if implicit else []
     opt = opt_cls(groups, lr=groups[0]["lr"])
-    inv = {t: (1 / safe_counts(w)).reshape(-1, *([1] * (params[t].ndim - 1))) for t, w in weights.items()}
+    # Gradients divided by each row's count (the preconditioner). A table's gradient is
+    # (its product + table * reg * count) / count: started from the penalty in one pass, the product added
+    # into it, divided in one more (per term, on strided columns, the same took four passes).
+    inv = {t: (1 / safe_counts(weights[t]))[:, None] for t in ("pu", "qi", "yj") if t in params}
+    columns = {"pu": slice(0, k), "bu": k, "qi": slice(0, k), "bi": k + 1}
+    scale = {side: _penalty_scale([reg_rows[t] for t in terms], [columns[t] for t in terms], safe_counts(count),
+                                  width)
+             for side, terms, count in (("users", [t for t in ("pu", "bu") if t in params], count_u),
+                                        ("items", [t for t in ("qi", "bi") if t in params], count_i))}
     hint = "Use a smaller learning rate (lr_all or lr_bu/lr_bi/lr_pu/lr_qi/lr_yj) or more regularisation."
 
     def user_factors():
@@ -276,19 +285,23 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
             break
         # Predictions at the observed entries only (a sampled product), then
         # the gradients as sparse-dense products: no work on empty entries.
-        # Into a kept buffer, as the item side's reordered values (a fresh result faults in new pages).
-        grad_pa = user_grad.zero_().addmm_(obs.by_user(err), qa)
-        grad_qa = obs.item_product(err, ea, out=item_grad)
-        grads = {"pu": grad_pa[:, :k], "qi": grad_qa[:, :k]}
-        if biased:
-            grads["bu"], grads["bi"] = grad_pa[:, k], grad_qa[:, k + 1]
+        # Into kept buffers, as the item side's reordered values (a fresh result faults in new pages).
         if implicit:
-            grads["yj"] = obs.item_product(norm_values, grad_pa[:, :k])
-        for t, p in params.items():
-            grad = grads[t].mul_(inv[t])
-            grad = grad.addcmul_(p, decay[t]) if isinstance(decay[t], torch.Tensor) else grad.add_(p, alpha=decay[t])
-            if blocks is None or t == "yj":
-                p.grad = grad
+            # yj's gradient takes the users' factor gradients before their penalty.
+            grad_pa = user_grad.zero_().addmm_(obs.by_user(err), qa)
+            yj_grad = obs.item_product(norm_values, grad_pa[:, :k]).mul_(inv["yj"])
+            _add_penalty(yj_grad, params["yj"], _column(reg_rows["yj"], params["yj"]))
+            params["yj"].grad = yj_grad
+            grad_pa.addcmul_(pa, scale["users"])
+        else:
+            grad_pa = torch.mul(pa, scale["users"], out=user_grad).addmm_(obs.by_user(err), qa)
+        grad_pa.mul_(inv["pu"])
+        grad_qa = obs.item_product(err, ea, out=torch.mul(qa, scale["items"], out=item_grad), add=True)
+        grad_qa.mul_(inv["qi"])
+        if blocks is None:
+            for t, p in params.items():
+                if t != "yj":
+                    p.grad = grad_pa[:, columns[t]] if t in ("pu", "bu") else grad_qa[:, columns[t]]
         if blocks is not None:
             if biased:
                 grad_pa[:, k + 1], grad_qa[:, k] = 0, 0
@@ -335,6 +348,34 @@ def _blocks(lr, terms, offsets):
     return blocks
 
 
+def _penalty_scale(regs, columns, counts, width):
+    """``reg * count`` for each entry of a factor table, its terms' ``regs`` (floats or one per row) in ``columns``.
+
+    ``(n, 1)`` when the terms share their regularisation (Surprise's
+    ``reg_all``), which also scales the table's constant and padding
+    columns: their gradients are not used, or zero. Otherwise ``(n, width)``,
+    zero outside the terms' columns.
+    """
+    if all(_same(reg, regs[0]) for reg in regs):
+        return (counts * regs[0])[:, None]
+    scale = counts.new_zeros((counts.shape[0], width))
+    for reg, column in zip(regs, columns):
+        scale[:, column] = (counts * reg)[:, None] if isinstance(column, slice) else counts * reg
+    return scale
+
+
+def _same(a, b) -> bool:
+    """Whether two regularisations (floats, or tensors of one per row) are equal."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
+
+
+def _add_penalty(grad, param, decay):
+    """``grad += decay * param``, ``decay`` a float or per-row column."""
+    return grad.addcmul_(param, decay) if isinstance(decay, torch.Tensor) else grad.add_(param, alpha=decay)
+
+
 def _row_norms(param):
     """Each row's Euclidean norm (a bias vector's entries' absolute values)."""
     return torch.linalg.vector_norm(param.reshape(param.shape[0], -1), dim=1)
@@ -355,13 +396,13 @@ def _implicit_sums(obs, count_u, yj, stack, fit):
 
 
 def _svd_memory(n_users, n_items, element_size, n_factors=100, implicit=False, **_):
-    """Bytes of factors, gradients, two optimizer moments and per-epoch copies."""
+    """Bytes of factors, gradients, two optimizer moments, per-epoch copies and penalty scales, rows padded."""
     rows = n_users + n_items * (2 if implicit else 1)
-    return rows * (n_factors + 2) * element_size * 6
+    return rows * aligned_width(n_factors + 2, element_size) * element_size * 7
 
 
 train_svd.memory_bytes = _svd_memory
 # The widest per-epoch product: every rating against a (n_factors + 2)-wide factor row.
-train_svd.work_per_rating = lambda n_factors=100, **_: n_factors + 2
+train_svd.work_per_rating = lambda n_factors=100, **_: n_factors + 2  # unpadded: the threshold was measured so
 # Model selection stacks many fits of one trainer into one program (see ._stack).
 train_svd.stacked = train_svd_stacked
