@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import glob
 import itertools
 import os
 from dataclasses import dataclass
@@ -98,6 +100,26 @@ def available_bytes(device: torch.device) -> int | None:
         except (ValueError, OSError, AttributeError):
             return None
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def cache_bytes() -> int | None:
+    """Size in bytes of the CPU's last-level data cache (as the first core sees it), or None where it cannot be told.
+
+    Read from Linux's ``/sys/devices/system/cpu/cpu0/cache``; elsewhere None.
+    """
+    best = None
+    for folder in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            with open(f"{folder}/type") as kind, open(f"{folder}/level") as level, open(f"{folder}/size") as size:
+                kind, level, size = kind.read().strip(), int(level.read()), size.read().strip()
+            factor = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}.get(size[-1:].upper(), 1)
+            size = int(size.rstrip("KMGkmg")) * factor
+        except (OSError, ValueError):
+            continue
+        if kind != "Instruction" and (best is None or level > best[0]):
+            best = (level, size)
+    return None if best is None else best[1]
 
 
 def to_dense(arrays: RatingArrays, device: torch.device, dtype: torch.dtype):

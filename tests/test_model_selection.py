@@ -121,8 +121,16 @@ def test_stacked_fits_take_memory_rounds(monkeypatch, split):
         np.testing.assert_allclose(a.qi, b.qi, rtol=1e-5, atol=1e-6)
     assert [a.stack_size_ for a in algos] == [3, 3, 3] and [a.stack_size_ for a in alone] == [1, 1, 1]
     monkeypatch.setattr(arrays, "STACK_MEMORY_SHARE", 0.5)
-    assert arrays._rounds([3, 3, 3], 12) == [[0, 1], [2]]  # 6 bytes a round
-    assert arrays._rounds([30, 1], 12) == [[0], [1]]  # a fit larger than the budget still runs
+    gpu, cpu = torch.device("meta"), torch.device("cpu")  # any device but the CPU: memory alone decides
+    assert arrays._rounds([3, 3, 3], 12, gpu) == [[0, 1], [2]]  # 6 bytes a round
+    assert arrays._rounds([30, 1], 12, gpu) == [[0], [1]]  # a fit larger than the budget still runs
+    # On the CPU a round also stays within the last-level cache (or CPU_ROUND_BYTES where unknown).
+    monkeypatch.setattr(arrays, "cache_bytes", lambda: 5)
+    assert arrays._rounds([2, 2, 2], 100, cpu) == [[0, 1], [2]]
+    assert arrays._rounds([2, 2, 2], 100, gpu) == [[0, 1, 2]]
+    monkeypatch.setattr(arrays, "cache_bytes", lambda: None)
+    monkeypatch.setattr(arrays, "CPU_ROUND_BYTES", 3)
+    assert arrays._rounds([2, 2, 2], 100, cpu) == [[0], [1], [2]]
 
 
 def test_fit_stacked_refuses_fits_of_different_shapes(split):
@@ -316,3 +324,23 @@ def test_one_lane_gives_the_same_search(synthetic, monkeypatch):
     one = ours_ms.GridSearchCV(TorchSVD, grid, cv=CV).fit(synthetic)
     _assert_same_results(one, two, 1e-6)
     assert one.n_stacked_ == two.n_stacked_ == 6
+
+
+def test_the_last_level_cache_is_read_from_sysfs(monkeypatch, tmp_path):
+    import surprise_torch._data as data
+
+    for index, (kind, level, size) in enumerate([("Data", 1, "48K"), ("Instruction", 1, "32K"),
+                                                  ("Unified", 2, "1024K"), ("Unified", 3, "32M")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in (("type", kind), ("level", level), ("size", size)):
+            (folder / name).write_text(f"{value}\n")
+    monkeypatch.setattr(data.glob, "glob", lambda pattern: [str(p) for p in sorted(tmp_path.iterdir())])
+    data.cache_bytes.cache_clear()
+    try:
+        assert data.cache_bytes() == 32 * 2 ** 20
+        monkeypatch.setattr(data.glob, "glob", lambda pattern: [])
+        data.cache_bytes.cache_clear()
+        assert data.cache_bytes() is None
+    finally:
+        data.cache_bytes.cache_clear()
