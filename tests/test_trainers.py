@@ -469,3 +469,45 @@ def test_factor_rows_are_padded_to_whole_words():
     # float32: multiples of 8 elements (32 bytes); float64: of 4.
     assert [aligned_width(w, 4) for w in (1, 8, 52, 102, 104)] == [8, 8, 56, 104, 104]
     assert [aligned_width(w, 8) for w in (3, 5, 102)] == [4, 8, 104]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_large_gather_split_over_threads_is_index_select(monkeypatch, threads):
+    import surprise_torch.trainers._observed as observed
+
+    monkeypatch.setattr(observed, "PARALLEL_GATHER", 10)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        values = torch.randn(1001, generator=gen)
+        order = torch.randperm(1001, generator=gen).to(torch.int32)
+        out = torch.full_like(values, float("nan"))
+        assert observed.gather(values, order, out) is out
+        torch.testing.assert_close(out, values[order.long()], rtol=0, atol=0)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_products_by_embedding_bags_over_row_chunks(monkeypatch, dtype):
+    import surprise_torch.trainers._observed as observed
+
+    gen = torch.Generator().manual_seed(4)
+    mask = torch.rand((13, 9), generator=gen) < 0.4
+    mask[2:4] = False  # a whole chunk of two users without ratings
+    mask[-1] = False  # and the last user
+    mask[:, 5] = False  # an item without ratings
+    obs = observed.Observed.from_mask(mask)
+    values = torch.randn(obs.nnz, generator=gen, dtype=dtype)
+    dense = torch.randn((9, 4), generator=gen, dtype=dtype)
+    full = torch.zeros(13, 9, dtype=dtype).index_put_(mask.nonzero(as_tuple=True), values)
+    # Two rows' results a chunk: 7 chunks of the user side, the last one short.
+    monkeypatch.setattr(observed, "BAG_BYTES", 2 * 4 * dense.element_size())
+    torch.testing.assert_close(obs.user_product(values, dense), full @ dense)
+    assert [(r0, r1) for r0, r1, *_ in obs._user_product._bags[None, 2]] == [(0, 2), (2, 4), (4, 6), (6, 8),
+                                                                           (8, 10), (10, 12), (12, 13)]
+    start = torch.randn((13, 4), generator=gen, dtype=dtype)
+    torch.testing.assert_close(obs.user_product(values, dense, out=start.clone(), add=True), start + full @ dense)
+    users = torch.randn((13, 4), generator=gen, dtype=dtype)
+    torch.testing.assert_close(obs.item_product(values, users), full.T @ users)

@@ -288,13 +288,13 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         # Into kept buffers, as the item side's reordered values (a fresh result faults in new pages).
         if implicit:
             # yj's gradient takes the users' factor gradients before their penalty.
-            grad_pa = user_grad.zero_().addmm_(obs.by_user(err), qa)
+            grad_pa = obs.user_product(err, qa, out=user_grad)
             yj_grad = obs.item_product(norm_values, grad_pa[:, :k]).mul_(inv["yj"])
             _add_penalty(yj_grad, params["yj"], _column(reg_rows["yj"], params["yj"]))
             params["yj"].grad = yj_grad
             grad_pa.addcmul_(pa, scale["users"])
         else:
-            grad_pa = torch.mul(pa, scale["users"], out=user_grad).addmm_(obs.by_user(err), qa)
+            grad_pa = obs.user_product(err, qa, out=torch.mul(pa, scale["users"], out=user_grad), add=True)
         grad_pa.mul_(inv["pu"])
         grad_qa = obs.item_product(err, ea, out=torch.mul(qa, scale["items"], out=item_grad), add=True)
         grad_qa.mul_(inv["qi"])
