@@ -102,7 +102,11 @@ def ratings_tensor(arrays: RatingArrays, layout: str, device, dtype):
     """The tensors trainers take: ``(dense ratings, mask)`` or ``(sparse COO ratings, None)``."""
     if layout == "dense":
         return to_dense(arrays, device, dtype)
-    indices = torch.from_numpy(np.stack([arrays.users, arrays.items])).to(device)
+    # Filled by torch, on all its threads (NumPy's stack took 21 ms of ML-10M's first epoch).
+    indices = torch.empty((2, len(arrays.users)), dtype=torch.int64)
+    indices[0].copy_(torch.from_numpy(arrays.users))
+    indices[1].copy_(torch.from_numpy(arrays.items))
+    indices = indices.to(device)
     values = torch.from_numpy(arrays.ratings).to(device=device, dtype=dtype)
     # as_rating_arrays sorts and deduplicates: then the COO tensor is coalesced
     # as it stands, and sorting 10M ratings again (0.6 s) is skipped.
