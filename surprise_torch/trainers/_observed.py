@@ -480,6 +480,14 @@ class NormalOperator:
                         _csr(part_crow, part_cols, torch.zeros_like(ordered[start:end]), (n_rows, width_t)),
                         first, width_t)
                        for start, end, part_crow, part_cols, first, width_t in parts]
+        self._bags = {}
+
+    def _product(self, tile, errors, part, out):
+        """``out += errors @ part`` for tile ``tile``'s CSR ``errors`` (see :func:`bag_product`)."""
+        rows = max(1, BAG_BYTES // (part.shape[1] * part.element_size()))
+        if (tile, rows) not in self._bags:
+            self._bags[tile, rows] = row_chunks(errors.crow_indices(), errors.col_indices(), rows)
+        return bag_product(self._bags[tile, rows], errors.values(), part, out, add=True)
 
     def residual(self, x: torch.Tensor, features: torch.Tensor, offset: torch.Tensor | None = None,
                  sse: bool = True):
@@ -498,10 +506,10 @@ class NormalOperator:
             features = torch.cat([features, offset[:, None]], 1)
         out = x.new_zeros((self.shape[0], x.shape[1]))
         sums = x.new_zeros((self.shape[0], 1)) if sse else None
-        for values, errors, first, width in self._tiles:
+        for t, (values, errors, first, width) in enumerate(self._tiles):
             part = features[first:first + width]
             torch.sparse.sampled_addmm(values, x, part.T, beta=1, alpha=-1, out=errors)
-            out.addmm_(errors, part)
+            self._product(t, errors, part, out)
             if sse:
                 squares = errors.values()
                 squares.mul_(squares)
@@ -512,10 +520,10 @@ class NormalOperator:
     def apply(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """``F_u^T F_u x_u`` for every row ``u``: ``(n_rows, d)``."""
         out = x.new_zeros((self.shape[0], x.shape[1]))
-        for _, scratch, first, width in self._tiles:
+        for t, (_, scratch, first, width) in enumerate(self._tiles):
             part = features[first:first + width]
             torch.sparse.sampled_addmm(scratch, x, part.T, beta=0, out=scratch)
-            out.addmm_(scratch, part)
+            self._product(t, scratch, part, out)
         return out
 
 
