@@ -134,40 +134,58 @@ def lane_count() -> int:
     return fit_threads(float("inf"))
 
 
-def run_lanes(lanes: list) -> None:
-    """Run each lane's jobs in order, the lanes side by side, each on its own thread with one torch thread.
+def run_lanes(jobs: list, n_lanes: int) -> None:
+    """Run ``jobs`` on ``n_lanes`` lanes side by side, each lane a thread with one torch thread.
+
+    Each lane takes the next job whenever it finishes one, so that a lane
+    slowed down (by another process on the machine, say) takes fewer: with
+    the jobs split between the lanes beforehand, an ML-100K grid's wall time
+    varied between 2.4 and 3.7 s on a shared 2-core machine.
 
     Parameters
     ----------
-    lanes : list of list of callable
-        Each lane's jobs, called without arguments. One lane runs in the
-        calling thread as it is; several run on a thread each, with torch
-        set to one thread meanwhile (restored afterwards).
+    jobs : list of callable
+        Called without arguments, in order as lanes come free.
+    n_lanes : int
+        Lanes to run. With one (or one job) the jobs run in the calling
+        thread as it is; otherwise torch is set to one thread meanwhile
+        (restored afterwards).
 
     Raises
     ------
     Exception
-        The first exception a job raised, once every lane has stopped.
+        The first exception a job raised, once every lane has stopped (no
+        lane starts another job after it).
     """
-    lanes = [lane for lane in lanes if lane]
-    if len(lanes) <= 1:
-        for job in (lanes[0] if lanes else []):
+    jobs = list(jobs)
+    n_lanes = min(n_lanes, len(jobs))
+    if n_lanes <= 1:
+        for job in jobs:
             job()
         return
+    pending, lock, failed = iter(jobs), threading.Lock(), threading.Event()
 
-    def run(lane):
-        _lane.active, _lane.of = True, len(lanes)
+    def run():
+        _lane.active, _lane.of = True, n_lanes
         try:
-            for job in lane:
-                job()
+            while not failed.is_set():
+                with lock:
+                    job = next(pending, None)
+                if job is None:
+                    return
+                try:
+                    job()
+                except BaseException:
+                    failed.set()
+                    raise
         finally:
             _lane.active = False
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(len(lanes)) as pool:
-            for future in [pool.submit(run, lane) for lane in lanes]:
+        with ThreadPoolExecutor(n_lanes) as pool:
+            for future in [pool.submit(run) for _ in range(n_lanes)]:
                 future.result()
     finally:
         torch.set_num_threads(previous)

@@ -291,18 +291,40 @@ def test_lanes_run_every_job_on_one_thread_each_and_restore_torch():
     def job(name):
         return lambda: seen.append((name, threads.fit_threads(1e12), torch.get_num_threads(), threads.lanes_running()))
 
-    lanes = [[job("a")], [job("b")] * 2]
-    threads.run_lanes(lanes)
+    threads.run_lanes([job("a"), job("b"), job("b")], 2)
     assert sorted(s[0] for s in seen) == ["a", "b", "b"]
     # One torch thread each, and half the memory budget each.
     assert all(s[1:] == (1, 1, 2) for s in seen)
     assert torch.get_num_threads() == before and threads.lanes_running() == 1
 
+    # Lanes take jobs as they come free: one held up takes fewer, the other the rest.
+    import threading
+    import time
+
+    release, taken = threading.Event(), []
+
+    def slow():
+        taken.append(("slow", threading.get_ident()))
+        release.wait(5)
+
+    def quick(n):
+        def run():
+            taken.append((n, threading.get_ident()))
+            if n == 5:
+                release.set()
+        return run
+
+    threads.run_lanes([slow] + [quick(n) for n in range(6)], 2)
+    assert len(taken) == 7 and len({ident for name, ident in taken if name != "slow"}) == 1
+
     def fail():
+        time.sleep(0.05)
         raise RuntimeError("boom")
 
+    ran = []
     with pytest.raises(RuntimeError, match="boom"):
-        threads.run_lanes([[fail], [lambda: None]])
+        threads.run_lanes([fail, lambda: time.sleep(0.2)] + [lambda: ran.append(1)] * 10, 2)
+    assert len(ran) < 10  # no lane starts a job once one has failed
     assert torch.get_num_threads() == before
 
 
