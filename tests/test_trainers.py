@@ -511,3 +511,29 @@ def test_products_by_embedding_bags_over_row_chunks(monkeypatch, dtype):
     torch.testing.assert_close(obs.user_product(values, dense, out=start.clone(), add=True), start + full @ dense)
     users = torch.randn((13, 4), generator=gen, dtype=dtype)
     torch.testing.assert_close(obs.item_product(values, users), full.T @ users)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_gathers_on_its_own_threads(monkeypatch):
+    # The gather pool's threads do not survive a fork: a child must start its own, not wait on dead ones.
+    import os
+
+    import surprise_torch.trainers._observed as observed
+
+    monkeypatch.setattr(observed, "PARALLEL_GATHER", 10)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        values, order = torch.arange(100.0), torch.arange(99, -1, -1)
+        observed.gather(values, order, torch.empty(100))  # the parent's pool exists now
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the gather completes (within 20 s) and is right
+            import signal
+
+            signal.alarm(20)
+            out = observed.gather(values, order, torch.empty(100))
+            os._exit(0 if torch.equal(out, values.flip(0)) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        torch.set_num_threads(previous)

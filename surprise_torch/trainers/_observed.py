@@ -12,6 +12,7 @@ the item side tiled on the CPU.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 import weakref
@@ -235,6 +236,16 @@ PARALLEL_GATHER = 2 ** 20
 
 _gather_pool = (None, 0)  # the pool, and its workers
 _gather_lock = threading.Lock()
+
+
+def _forget_gather_pool():
+    # A forked child inherits the pool but none of its threads: work sent to it would never run.
+    global _gather_pool, _gather_lock
+    _gather_pool, _gather_lock = (None, 0), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_gather_pool)
 
 
 def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
