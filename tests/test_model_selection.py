@@ -111,6 +111,7 @@ def test_stacked_fits_take_memory_rounds(monkeypatch, split):
     import surprise_torch.arrays as arrays
 
     trainset, _ = split
+    monkeypatch.setattr(arrays, "cache_bytes", lambda: 2 ** 40)  # whatever this machine's cache, memory decides
     algos = [TorchSVD(**{**FAST[TorchSVD], "reg_all": r}) for r in (0.02, 0.05, 0.1)]
     fit_stacked(algos, [trainset] * 3)
     # A budget smaller than one fit: every fit a round of its own, the same models.
