@@ -59,8 +59,9 @@ STACK_MEMORY_SHARE = 0.5
 #: On the CPU a round of stacked fits is also held to the last-level cache's
 #: size, by the same estimate (to this many bytes where the size cannot be
 #: read). The estimate counts about twice what a fit touches each epoch, so
-#: two lanes' rounds together about fill the cache. Large rounds stream every epoch's tables
-#: from memory and fault in fresh pages each round: an ML-100K TorchSVD grid
+#: two lanes' rounds together about fill the cache. Large rounds stream
+#: every epoch's tables from memory and fault in fresh pages each round: an
+#: ML-100K TorchSVD grid
 #: (60 fits, two lanes of 15-fit rounds) took 3.40 s and 182k page faults,
 #: against 2.75-3.0 s and 104k faults in rounds of 2-4 fits (the cache's
 #: 32 MiB); TorchALS's grid 1.66 against 1.55 s. Rounds of one fit were slower.

@@ -214,10 +214,7 @@ class CSRProduct:
 
     def _chunks(self, key, crow, cols, row_bytes):
         """The row chunks of pattern ``key`` (None: untiled; else a tiling's tile), kept for the next product."""
-        rows = max(1, BAG_BYTES // row_bytes)
-        if (key, rows) not in self._bags:
-            self._bags[key, rows] = row_chunks(crow, cols, rows)
-        return self._bags[key, rows]
+        return kept_chunks(self._bags, key, crow, cols, row_bytes)
 
     def _reorder(self, values, order):
         """``values[order]``, in one kept buffer: a fresh 9M-value result per product faulted in new
@@ -272,6 +269,14 @@ def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torc
     for future in futures:
         future.result()
     return out
+
+
+def kept_chunks(kept: dict, key, crow: torch.Tensor, cols: torch.Tensor, row_bytes: int) -> list:
+    """:func:`row_chunks` of pattern ``key`` for results of ``row_bytes`` a row, cut once and kept in ``kept``."""
+    rows = max(1, BAG_BYTES // row_bytes)
+    if (key, rows) not in kept:
+        kept[key, rows] = row_chunks(crow, cols, rows)
+    return kept[key, rows]
 
 
 def row_chunks(crow: torch.Tensor, cols: torch.Tensor, rows: int) -> list:
@@ -495,10 +500,9 @@ class NormalOperator:
 
     def _product(self, tile, errors, part, out):
         """``out += errors @ part`` for tile ``tile``'s CSR ``errors`` (see :func:`bag_product`)."""
-        rows = max(1, BAG_BYTES // (part.shape[1] * part.element_size()))
-        if (tile, rows) not in self._bags:
-            self._bags[tile, rows] = row_chunks(errors.crow_indices(), errors.col_indices(), rows)
-        return bag_product(self._bags[tile, rows], errors.values(), part, out, add=True)
+        chunks = kept_chunks(self._bags, tile, errors.crow_indices(), errors.col_indices(),
+                             part.shape[1] * part.element_size())
+        return bag_product(chunks, errors.values(), part, out, add=True)
 
     def residual(self, x: torch.Tensor, features: torch.Tensor, offset: torch.Tensor | None = None,
                  sse: bool = True):
