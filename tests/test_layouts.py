@@ -178,3 +178,28 @@ def test_stacked_arrays_are_ordered_only_when_every_part_is():
     assert not mixed.ordered
     tensor, _ = arrays_module.ratings_tensor(mixed, "sparse", torch.device("cpu"), torch.float64)
     assert tensor.is_coalesced() and tensor.indices()[0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+@pytest.mark.parametrize("where", [0, 3, 4, 8])
+def test_order_check_finds_a_swap_or_a_repeat_anywhere_across_chunks(monkeypatch, where):
+    # Chunks of 4: positions 3 and 4 straddle a boundary, which a check within chunks alone would miss.
+    monkeypatch.setattr(arrays_module, "_ORDER_CHUNK", 4)
+    users, items = np.repeat(np.arange(5), 2), np.tile([0, 1], 5)
+    assert arrays_module._ordered(users, items, 2)
+    swapped = [users.copy(), items.copy()]
+    for ids in swapped:
+        ids[[where, where + 1]] = ids[[where + 1, where]]
+    assert not arrays_module._ordered(*swapped, 2)
+    repeated = np.insert(users, where + 1, users[where]), np.insert(items, where + 1, items[where])
+    assert not arrays_module._ordered(*repeated, 2)
+    # What the check refuses is sorted, a repeated pair keeping its last rating.
+    arrays = arrays_module.as_rating_arrays(*repeated, np.arange(11.0), 5, 2)
+    assert arrays.ordered and arrays.ratings.tolist() == [r for r in range(11) if r != where]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_ratings_are_counted_and_refused(bad, dtype):
+    ratings = np.array([1.0, bad, 3.0, bad], dtype=dtype)
+    with pytest.raises(ValueError, match="2 rating"):
+        arrays_module.as_rating_arrays([0, 0, 1, 1], [0, 1, 0, 1], ratings)
