@@ -6,6 +6,7 @@ import functools
 import glob
 import itertools
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,6 +123,22 @@ def cache_bytes() -> int | None:
     return None if best is None else best[1]
 
 
+def tensor_view(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory (a contiguous copy where it is strided), only to read from.
+
+    torch warns once per process about read-only arrays (pandas' copy-on-write
+    columns, memory-mapped files), as writing through the tensor would change
+    them. Nothing here writes through these views, so that warning is kept
+    from the caller.
+    """
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 def to_dense(arrays: RatingArrays, device: torch.device, dtype: torch.dtype):
     """Scatter the ratings into a dense rating matrix and a 0/1 mask on ``device``.
 
@@ -137,11 +154,11 @@ def to_dense(arrays: RatingArrays, device: torch.device, dtype: torch.dtype):
         ``(n_users, n_items)`` tensors; unobserved entries are 0 in both. The
         mask is in ``dtype`` (not bool) because the trainers multiply by it.
     """
-    users = torch.from_numpy(arrays.users).to(device)
-    items = torch.from_numpy(arrays.items).to(device)
+    users = tensor_view(arrays.users).to(device)
+    items = tensor_view(arrays.items).to(device)
     shape = (arrays.n_users, arrays.n_items)
     ratings = torch.zeros(shape, dtype=dtype, device=device)
-    ratings[users, items] = torch.from_numpy(arrays.ratings).to(device=device, dtype=dtype)
+    ratings[users, items] = tensor_view(arrays.ratings).to(device=device, dtype=dtype)
     mask = torch.zeros(shape, dtype=dtype, device=device)
     mask[users, items] = 1
     return ratings, mask

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ._config import check_choice, check_random_state, resolve_device, resolve_dtype
-from ._data import RatingArrays, available_bytes, cache_bytes, dense_bytes, to_dense
+from ._data import RatingArrays, available_bytes, cache_bytes, dense_bytes, tensor_view, to_dense
 from ._threads import lanes_running, thread_policy
 from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_bayes_mf,
                        train_nmf, train_svd)
@@ -105,10 +105,10 @@ def ratings_tensor(arrays: RatingArrays, layout: str, device, dtype):
         return to_dense(arrays, device, dtype)
     # Filled by torch, on all its threads (NumPy's stack took 21 ms of ML-10M's first epoch).
     indices = torch.empty((2, len(arrays.users)), dtype=torch.int64)
-    indices[0].copy_(torch.from_numpy(arrays.users))
-    indices[1].copy_(torch.from_numpy(arrays.items))
+    indices[0].copy_(tensor_view(arrays.users))
+    indices[1].copy_(tensor_view(arrays.items))
     indices = indices.to(device)
-    values = torch.from_numpy(arrays.ratings).to(device=device, dtype=dtype)
+    values = tensor_view(arrays.ratings).to(device=device, dtype=dtype)
     # as_rating_arrays sorts and deduplicates: then the COO tensor is coalesced
     # as it stands, and sorting 10M ratings again (0.6 s) is skipped.
     ordered = arrays.ordered or _ordered(arrays.users, arrays.items, arrays.n_items)
@@ -172,7 +172,7 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
     # core, and each fresh temporary faults in new pages. With the rating scale's and the standardisation's
     # passes (RatingScale), ML-10M's ratings took 30 against 44 ms.
     if not all(map(math.isfinite, _range(ratings))):  # NaN reaches the smallest and the largest
-        bad = int((~torch.isfinite(torch.from_numpy(np.ascontiguousarray(ratings)))).sum())
+        bad = int((~torch.isfinite(tensor_view(ratings))).sum())
         raise ValueError(f"{bad} rating(s) are NaN or infinite; remove them.")
     users, items = users.astype(np.int64, copy=False), items.astype(np.int64, copy=False)
     (user_lo, user_hi), (item_lo, item_hi) = _range(users), _range(items)
@@ -195,7 +195,7 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
 def _range(values: np.ndarray) -> tuple:
     """The smallest and the largest value (NaN if any is), in one pass on torch's threads (NumPy's min
     and max make two serial ones: 12 against 5 ms for ML-10M's users and items)."""
-    lo, hi = torch.aminmax(torch.from_numpy(np.ascontiguousarray(values)))
+    lo, hi = torch.aminmax(tensor_view(values))
     return lo.item(), hi.item()
 
 
@@ -209,7 +209,7 @@ def _ordered(users: np.ndarray, items: np.ndarray, n_items: int) -> bool:
     A chunk at a time, so that no array of every rating's key is made (72 MB
     at ML-10M's size, whose fresh pages cost more than comparing them).
     """
-    users, items = torch.from_numpy(users), torch.from_numpy(items)
+    users, items = tensor_view(users), tensor_view(items)
     previous = -1
     for start in range(0, len(users), _ORDER_CHUNK):
         keys = users[start:start + _ORDER_CHUNK].long() * n_items + items[start:start + _ORDER_CHUNK]
@@ -523,7 +523,7 @@ class RatingScale:
         if nonnegative:
             center, spread = 0.0, max(map(abs, _range(ratings))) / NONNEGATIVE_TOP
         else:
-            values = torch.from_numpy(np.ascontiguousarray(ratings))
+            values = tensor_view(ratings)
             center = sum64(values) / values.numel() if centred else 0.0
             spread = math.sqrt(sum64(values, center, square=True) / values.numel())
         # All ratings equal (to the center): any spread standardises them to 0.
@@ -532,7 +532,7 @@ class RatingScale:
     def standardise(self, arrays: RatingArrays) -> RatingArrays:
         """The same ratings, standardised."""
         # In the ratings' own dtype (float32 or float64), on torch's threads.
-        standardised = torch.sub(torch.from_numpy(np.ascontiguousarray(arrays.ratings)), self.center)
+        standardised = torch.sub(tensor_view(arrays.ratings), self.center)
         return replace(arrays, ratings=standardised.div_(self.spread).numpy())
 
     def standardise_eval(self, data):

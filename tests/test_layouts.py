@@ -1,5 +1,7 @@
 """Dense and sparse layouts, and training straight from arrays."""
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -203,3 +205,20 @@ def test_non_finite_ratings_are_counted_and_refused(bad, dtype):
     ratings = np.array([1.0, bad, 3.0, bad], dtype=dtype)
     with pytest.raises(ValueError, match="2 rating"):
         arrays_module.as_rating_arrays([0, 0, 1, 1], [0, 1, 0, 1], ratings)
+
+
+def test_read_only_arrays_train_without_torch_warning():
+    # pandas' copy-on-write columns and memory-mapped files are read-only. torch warns about tensors on such
+    # arrays once per process, so the check runs in a fresh one, with that warning as an error.
+    code = """
+import numpy as np
+from surprise_torch import train_on_arrays
+arrays = [np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), np.array([1.0, 2.0, 3.0, 4.0])]
+for a in arrays:
+    a.flags.writeable = False
+for layout in ("sparse", "dense"):
+    assert np.isfinite(train_on_arrays("svd", *arrays, n_factors=2, n_epochs=2, layout=layout).pu).all()
+"""
+    run = subprocess.run([sys.executable, "-W", "error:The given NumPy array is not writable", "-c", code],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
