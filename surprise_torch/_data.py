@@ -71,7 +71,7 @@ def trainset_arrays(trainset) -> RatingArrays:
     return RatingArrays(
         users=np.repeat(np.arange(trainset.n_users, dtype=np.int64), counts),
         items=pairs[:, 0].astype(np.int64),
-        ratings=pairs[:, 1],
+        ratings=np.ascontiguousarray(pairs[:, 1]),  # one copy, not one in every pass over a strided column
         n_users=trainset.n_users,
         n_items=trainset.n_items,
     )

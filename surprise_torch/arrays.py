@@ -157,13 +157,13 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
         For empty or mismatched arrays, negative or out-of-range ids, or
         NaN/infinite ratings.
     """
-    users, items = np.asarray(users), np.asarray(items)
-    ratings = np.asarray(ratings)
-    if ratings.dtype not in (np.float32, np.float64):
-        # float32 ratings stay float32: a float64 copy of ML-10M's took 0.09 s of a first epoch.
-        ratings = ratings.astype(np.float64)
+    users, items, ratings = np.asarray(users), np.asarray(items), np.asarray(ratings)
     if not (users.ndim == items.ndim == ratings.ndim == 1) or not (len(users) == len(items) == len(ratings)):
         raise ValueError("users, items and ratings must be 1-D arrays of the same length.")
+    # Contiguous once here, not in every pass below (each would copy a strided column again). float32 ratings
+    # stay float32: a float64 copy of ML-10M's took 0.09 s of a first epoch.
+    floating = ratings.dtype in (np.float32, np.float64)
+    ratings = np.ascontiguousarray(ratings, dtype=ratings.dtype if floating else np.float64)
     if len(ratings) == 0:
         raise ValueError("There are no ratings to train on.")
     if not (np.issubdtype(users.dtype, np.integer) and np.issubdtype(items.dtype, np.integer)):
@@ -174,7 +174,7 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
     if not all(map(math.isfinite, _range(ratings))):  # NaN reaches the smallest and the largest
         bad = int((~torch.isfinite(tensor_view(ratings))).sum())
         raise ValueError(f"{bad} rating(s) are NaN or infinite; remove them.")
-    users, items = users.astype(np.int64, copy=False), items.astype(np.int64, copy=False)
+    users, items = np.ascontiguousarray(users, dtype=np.int64), np.ascontiguousarray(items, dtype=np.int64)
     (user_lo, user_hi), (item_lo, item_hi) = _range(users), _range(items)
     n_users = user_hi + 1 if n_users is None else int(n_users)
     n_items = item_hi + 1 if n_items is None else int(n_items)
