@@ -154,16 +154,34 @@ def test_users_and_items_without_ratings_train_cleanly(name):
     assert all(np.isfinite(v) for v in model.history["loss"])
 
 
-def test_the_sparse_tensor_is_coalesced_whatever_the_order_of_the_arrays():
+def _coordinates(csr):
+    """A CSR tensor's (rows, columns) of each stored entry, in storage order."""
+    rows = torch.repeat_interleave(torch.arange(csr.shape[0]), csr.crow_indices().diff().long())
+    return [rows.tolist(), csr.col_indices().tolist()]
+
+
+def test_the_sparse_tensor_is_sorted_csr_whatever_the_order_of_the_arrays():
     from surprise_torch._data import RatingArrays
 
-    ordered = arrays_module.as_rating_arrays([1, 0, 1, 0], [1, 1, 0, 0], [4.0, 2.0, 3.0, 1.0])
-    unordered = RatingArrays(np.array([1, 0, 1, 0]), np.array([1, 1, 0, 0]), np.array([4.0, 2.0, 3.0, 1.0]), 2, 2)
+    ordered = arrays_module.as_rating_arrays([1, 0, 1, 0], [1, 1, 0, 0], [4.0, 2.0, 3.0, 1.0], 3, 2)
+    unordered = RatingArrays(np.array([1, 0, 1, 0]), np.array([1, 1, 0, 0]), np.array([4.0, 2.0, 3.0, 1.0]), 3, 2)
     for arrays in (ordered, unordered):
         tensor, mask = arrays_module.ratings_tensor(arrays, "sparse", torch.device("cpu"), torch.float64)
-        assert mask is None and tensor.is_coalesced()
-        assert tensor.indices().tolist() == [[0, 0, 1, 1], [0, 1, 0, 1]]
+        assert mask is None and tensor.layout == torch.sparse_csr and tensor.shape == (3, 2)
+        # int32 indices (they fit), the last user without ratings an empty row.
+        assert tensor.crow_indices().dtype == torch.int32 and tensor.crow_indices().tolist() == [0, 2, 4, 4]
+        assert _coordinates(tensor) == [[0, 0, 1, 1], [0, 1, 0, 1]]
         assert tensor.values().tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_int32_ids_become_the_csr_columns_without_a_copy():
+    arrays = arrays_module.as_rating_arrays([0, 0, 1], [0, 2, 1], [1.0, 2.0, 3.0])
+    arrays = type(arrays)(arrays.users, arrays.items.astype(np.int32), arrays.ratings, 2, 3, ordered=True)
+    tensor, _ = arrays_module.ratings_tensor(arrays, "sparse", torch.device("cpu"), torch.float64)
+    assert tensor.col_indices().data_ptr() == arrays.items.ctypes.data
+    obs, values = observed_ratings(tensor)
+    assert obs._user_index[1].data_ptr() == arrays.items.ctypes.data  # the trainer's index, still no copy
+    assert obs.users.tolist() == [0, 0, 1] and values.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_stacked_arrays_are_ordered_only_when_every_part_is():
@@ -179,7 +197,7 @@ def test_stacked_arrays_are_ordered_only_when_every_part_is():
     mixed = arrays_module._stack_arrays([ordered, unordered], stack)
     assert not mixed.ordered
     tensor, _ = arrays_module.ratings_tensor(mixed, "sparse", torch.device("cpu"), torch.float64)
-    assert tensor.is_coalesced() and tensor.indices()[0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert _coordinates(tensor) == [[0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 0, 1, 2, 3, 2, 3]]
 
 
 @pytest.mark.parametrize("where", [0, 3, 4, 8])

@@ -163,12 +163,12 @@ def test_the_default_fit_does_not_import_the_compiler():
 
 def _table_solve(self, features, offset, penalty):
     """The solver ALS used before row blocks: one sparse product against a table of factor products."""
-    from surprise_torch.trainers._observed import _csr
+    from surprise_torch.trainers._observed import csr_tensor
 
     y = self.target if offset is None else self.target - offset.index_select(0, self.cols)
-    x = solve_ridge_rows(_csr(self.crow, self.cols, torch.ones_like(y), self.shape),
-                         _csr(self.crow, self.cols, y, self.shape), features, penalty)
-    return x, _csr(self.crow, self.cols, y, self.shape) @ features, y
+    x = solve_ridge_rows(csr_tensor(self.crow, self.cols, torch.ones_like(y), self.shape),
+                         csr_tensor(self.crow, self.cols, y, self.shape), features, penalty)
+    return x, csr_tensor(self.crow, self.cols, y, self.shape) @ features, y
 
 
 @pytest.mark.parametrize("biased", [True, False])

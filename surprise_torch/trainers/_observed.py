@@ -51,12 +51,16 @@ class Observed:
 
     Attributes
     ----------
-    users, items : torch.Tensor
-        ``(nnz,)`` int64 row and column of each observed rating.
+    items : torch.Tensor
+        ``(nnz,)`` column of each observed rating (int64, or int32 as a CSR
+        tensor's indices came).
     shape : tuple of int
         ``(n_users, n_items)``.
     user_crow : torch.Tensor
         CSR row pointers of the user-major layout.
+    users : torch.Tensor
+        ``(nnz,)`` int64 row of each observed rating (from ``user_crow`` on
+        first use, unless given).
     item_order : torch.Tensor
         Permutation taking user-major vectors to item-major order, in
         :func:`index_dtype` (computed on first use).
@@ -65,10 +69,10 @@ class Observed:
         (computed on first use).
     """
 
-    users: torch.Tensor
     items: torch.Tensor
     shape: tuple
     user_crow: torch.Tensor
+    _users: torch.Tensor | None = field(default=None, repr=False, compare=False)
     _item_product: "CSRProduct" = field(default=None, repr=False, compare=False)
     _user_product: "CSRProduct" = field(default=None, repr=False, compare=False)
     _user_index: tuple = field(default=None, repr=False, compare=False)
@@ -76,6 +80,7 @@ class Observed:
     def __post_init__(self):
         object.__setattr__(self, "_item_product", _TransposedProduct(self))
         # int32 CSR indices where they fit: a quarter less memory traffic per product (ML-10M: 0.105 -> 0.078 s).
+        # No copy where they came so (train_on_arrays' CSR tensors).
         narrow = index_dtype(max(self.nnz, self.shape[1]))
         object.__setattr__(self, "_user_index", (self.user_crow.to(narrow), self.items.to(narrow)))
         # Untiled: a user's items crowd on the popular ones, which stay cached (tiling measured slower).
@@ -91,7 +96,16 @@ class Observed:
     def from_coordinates(cls, users: torch.Tensor, items: torch.Tensor, shape) -> "Observed":
         """Index coordinates already sorted by user (then item)."""
         n_users, n_items = shape
-        return cls(users=users, items=items, shape=(n_users, n_items), user_crow=_crow(users, n_users))
+        return cls(items=items, shape=(n_users, n_items), user_crow=_crow(users, n_users), _users=users)
+
+    @property
+    def users(self) -> torch.Tensor:
+        # Not kept for a CSR tensor's ratings unless asked for: TorchSVD and TorchALS never need it
+        # (ML-10M: 72 MB of fresh pages, 7-15 ms of a first epoch).
+        if self._users is None:
+            rows = torch.arange(self.shape[0], device=self.user_crow.device)
+            object.__setattr__(self, "_users", torch.repeat_interleave(rows, self.user_crow.diff().long()))
+        return self._users
 
     # The item-major layout is built only where something asks for it: TorchSVD's item-side products
     # on the CPU run on tiles cut from the user-major layout (see _TransposedProduct), and sorting
@@ -122,15 +136,15 @@ class Observed:
     @property
     def nnz(self) -> int:
         """Number of observed ratings."""
-        return self.users.numel()
+        return self.items.numel()
 
     def by_user(self, values: torch.Tensor) -> torch.Tensor:
         """``(n_users, n_items)`` CSR matrix holding ``values`` (user-major order)."""
-        return _csr(*self._user_index, values, self.shape)
+        return csr_tensor(*self._user_index, values, self.shape)
 
     def by_item(self, values: torch.Tensor) -> torch.Tensor:
         """``(n_items, n_users)`` CSR matrix, the transpose, holding the same ``values``."""
-        return _csr(*self._item_index, values.index_select(0, self.item_order), self.shape[::-1])
+        return csr_tensor(*self._item_index, values.index_select(0, self.item_order), self.shape[::-1])
 
     def user_product(self, values: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None = None,
                      add: bool = False) -> torch.Tensor:
@@ -338,8 +352,7 @@ class _TransposedProduct(CSRProduct):
 
     def _cut(self, tile):
         # The user-major layout's narrowed items: no second conversion.
-        return cut_transposed_tiles(self.obs.user_crow, self.obs.users, self.obs._user_index[1], self.obs.shape,
-                                    tile)
+        return cut_transposed_tiles(self.obs.user_crow, self.obs._user_index[1], self.obs.shape, tile)
 
 
 def tile_columns(shape, nnz: int, row_bytes: int, device) -> int | None:
@@ -387,15 +400,15 @@ def cut_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int, order: t
     return order, parts
 
 
-def cut_transposed_tiles(crow: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, shape, tile: int):
+def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int):
     """Cut the transpose of a CSR pattern into column tiles of ``tile`` columns (rows of the pattern).
 
     Parameters
     ----------
     crow : torch.Tensor
         Row pointers of the ``(n_rows, n_cols)`` pattern.
-    rows, cols : torch.Tensor
-        Each nonzero's row and column, sorted by (row, column).
+    cols : torch.Tensor
+        Each nonzero's column, ascending within each row.
     shape : tuple of int
         ``(n_rows, n_cols)``: the transpose is ``(n_cols, n_rows)``.
     tile : int
@@ -409,25 +422,32 @@ def cut_transposed_tiles(crow: torch.Tensor, rows: torch.Tensor, cols: torch.Ten
         ``(start, end, crow, cols, first row, width)``.
     """
     n_rows, n_cols = shape
-    narrow = index_dtype(max(rows.numel(), n_rows))
+    nnz = cols.numel()
+    narrow = index_dtype(max(nnz, n_rows))
     keys = _narrow(cols, n_cols)
     bounds = crow[::tile].tolist()
     if (len(bounds) - 1) * tile < n_rows:
-        bounds.append(rows.numel())
-    order = torch.empty(rows.numel(), dtype=narrow, device=rows.device)
-    columns = torch.arange(n_cols, dtype=keys.dtype, device=rows.device)  # the keys' type holds every column
+        bounds.append(nnz)
+    order = torch.empty(nnz, dtype=narrow, device=cols.device)
+    columns = torch.arange(n_cols, dtype=keys.dtype, device=cols.device)  # the keys' type holds every column
+    lengths = crow.diff().to(narrow)
     parts = []
     for t, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         # A tile is a contiguous run of whole rows, sorted by row: a stable sort by column orders it
         # by (column, row). Sorting run by run keeps each sort in cache. Its row pointers are found in the
-        # sorted columns (ML-10M: 9 against 23 ms counting them).
+        # sorted columns (ML-10M: 9 against 23 ms counting them), written in the index type directly.
         sorted_keys, local = torch.sort(keys[start:end], stable=True)
         first = t * tile
-        tile_crow = torch.cat([torch.searchsorted(sorted_keys, columns).to(narrow),
-                               torch.tensor([end - start], dtype=narrow, device=rows.device)])
-        tile_cols = (rows[start:end] - first).to(narrow).index_select(0, local)
-        torch.add(local, start, out=order[start:end])
-        parts.append((start, end, tile_crow, tile_cols, first, min(tile, n_rows - first)))
+        width = min(tile, n_rows - first)
+        tile_crow = torch.empty(n_cols + 1, dtype=narrow, device=cols.device)
+        torch.searchsorted(sorted_keys, columns, out_int32=narrow == torch.int32, out=tile_crow[:-1])
+        tile_crow[-1] = end - start
+        # Each nonzero's row within the tile, from the row lengths (no array of every nonzero's row).
+        rows = torch.repeat_interleave(torch.arange(width, dtype=narrow, device=cols.device),
+                                       lengths[first:first + width])
+        # Narrowed before the offset is added: one pass over int64 positions instead of two.
+        order[start:end].copy_(local).add_(start)
+        parts.append((start, end, tile_crow, rows.index_select(0, local), first, width))
     return order, parts
 
 
@@ -479,7 +499,7 @@ class NormalOperator:
         n_users = obs.shape[0]
         shape = obs.shape[::-1]
         tile = tile_columns(shape, obs.nnz, _feature_bytes(width, values), values.device) or max(n_users, 1)
-        order, parts = cut_transposed_tiles(obs.user_crow, obs.users, obs._user_index[1], obs.shape, tile)
+        order, parts = cut_transposed_tiles(obs.user_crow, obs._user_index[1], obs.shape, tile)
         operator = cls.__new__(cls)
         operator._lay_out(order, parts, values, shape)
         return operator
@@ -492,8 +512,8 @@ class NormalOperator:
         # Each tile: its values as a CSR matrix, a CSR matrix of the same pattern that every product
         # overwrites in place (fresh results would copy the pattern each time: 15% slower at ML-10M),
         # and its slice of columns.
-        self._tiles = [(_csr(part_crow, part_cols, ordered[start:end], (n_rows, width_t)),
-                        _csr(part_crow, part_cols, torch.zeros_like(ordered[start:end]), (n_rows, width_t)),
+        self._tiles = [(csr_tensor(part_crow, part_cols, ordered[start:end], (n_rows, width_t)),
+                        csr_tensor(part_crow, part_cols, torch.zeros_like(ordered[start:end]), (n_rows, width_t)),
                         first, width_t)
                        for start, end, part_crow, part_cols, first, width_t in parts]
         self._bags = {}
@@ -566,13 +586,40 @@ def _narrow(index: torch.Tensor, bound: int) -> torch.Tensor:
     return index.to(dtype)
 
 
+#: Nonzeros per chunk of :func:`_ascending_within_rows`' check: its comparisons stay cached and their memory is reused.
+_ASCENDING_CHUNK = 2 ** 18
+
+
+def _ascending_within_rows(crow: torch.Tensor, cols: torch.Tensor) -> bool:
+    """Whether a CSR pattern's columns strictly ascend within each row: sorted, none repeated.
+
+    A chunk at a time, with no array-sized temporary (see
+    :func:`~surprise_torch.arrays._ordered`). A step down is allowed only
+    where a row starts.
+    """
+    nnz = cols.numel()
+    if nnz < 2:
+        return True
+    # Where each row after the first starts (sorted): the steps into them are the ones allowed to go down.
+    starts = crow[1:-1].long()
+    edges = list(range(0, nnz - 1, _ASCENDING_CHUNK)) + [nnz - 1]
+    spans = torch.searchsorted(starts, torch.tensor(edges, device=starts.device), right=True).tolist()
+    for lo, hi, a, b in zip(edges[:-1], edges[1:], spans[:-1], spans[1:]):
+        ascends = cols[lo + 1:hi + 1] > cols[lo:hi]  # step j: from nonzero j to j + 1
+        ascends[starts[a:b] - 1 - lo] = True  # the rows starting in lo + 1 .. hi
+        if not bool(ascends.all()):
+            return False
+    return True
+
+
 def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """CSR row pointers of entries in these rows, once they are sorted by row (in any order now)."""
     counts = torch.bincount(rows, minlength=n_rows)
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 
-def _csr(crow, cols, values, shape):
+def csr_tensor(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
+    """A sparse CSR tensor of these (trusted) indices, without torch's warning that CSR is in beta."""
     with warnings.catch_warnings():
         # torch labels CSR "beta"; the products used here are long stable.
         warnings.simplefilter("ignore", UserWarning)
@@ -599,7 +646,7 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None):
     Raises
     ------
     ValueError
-        For a dense tensor without a mask, a COO tensor with repeated
+        For a dense tensor without a mask, a sparse tensor with repeated
         (user, item) pairs, or another layout.
     """
     shape = tuple(ratings.shape)
@@ -617,7 +664,13 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None):
         return Observed.from_coordinates(users, items, shape), coalesced.values()
     if ratings.layout == torch.sparse_csr:
         crow, cols, values = ratings.crow_indices(), ratings.col_indices(), ratings.values()
-        users = torch.repeat_interleave(torch.arange(shape[0], device=crow.device), crow.diff())
-        order = torch.argsort(users * shape[1] + cols)  # CSR need not sort columns within a row
-        return Observed.from_coordinates(users[order], cols[order], shape), values[order]
+        if _ascending_within_rows(crow, cols):
+            # As train_on_arrays builds them: indexed as they stand, int32 indices included.
+            return Observed(items=cols, shape=shape, user_crow=crow), values
+        # CSR need not sort columns within a row.
+        users = torch.repeat_interleave(torch.arange(shape[0], device=crow.device), crow.diff().long())
+        keys, order = torch.sort(users * shape[1] + cols)
+        if bool((keys[1:] == keys[:-1]).any()):
+            raise ValueError("The sparse ratings repeat some (user, item) pairs; keep one rating per pair.")
+        return Observed.from_coordinates(users[order], cols[order].long(), shape), values[order]
     raise ValueError(f"ratings must be dense, sparse COO or sparse CSR, not {ratings.layout}.")

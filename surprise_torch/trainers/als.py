@@ -21,7 +21,7 @@ from . import _blocks
 from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
                       init_factors, record, safe_counts)
-from ._observed import CSRProduct, NormalOperator, Observed, _csr, observed_ratings
+from ._observed import CSRProduct, NormalOperator, Observed, csr_tensor, observed_ratings
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_als", "train_als_stacked", "solve_ridge_rows", "complete_als"]
@@ -504,7 +504,7 @@ class _Side:
         sparse result, which saves an allocation and a copy of the pattern.
         """
         if self._pattern is None:
-            self._pattern = _csr(self.crow, self.cols, torch.ones_like(self.target), self.shape)
+            self._pattern = csr_tensor(self.crow, self.cols, torch.ones_like(self.target), self.shape)
             self._dots = torch.sparse.sampled_addmm(self._pattern, x, features.T, beta=0)
         else:
             torch.sparse.sampled_addmm(self._pattern, x, features.T, beta=0, out=self._dots)
