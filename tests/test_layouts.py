@@ -46,6 +46,42 @@ def test_dense_coo_and_csr_inputs_give_the_same_model(name, trainer, extra):
         assert other.history["loss"] == pytest.approx(models[0].history["loss"])
 
 
+def test_csr_columns_out_of_order_within_rows_give_the_same_model(monkeypatch):
+    import surprise_torch.trainers._observed as observed
+
+    users, items, ratings, n_users, n_items = random_arrays()
+    dense = torch.zeros(n_users, n_items, dtype=torch.float64)
+    dense[users, items] = torch.from_numpy(ratings)
+    ordered = _csr(dense)
+    crow, cols, values = ordered.crow_indices(), ordered.col_indices(), ordered.values()
+    # Each row's entries reversed: still a valid CSR tensor, its columns descending.
+    order = torch.cat([torch.arange(int(b) - 1, int(a) - 1, -1) for a, b in zip(crow[:-1], crow[1:])])
+    shuffled = observed.csr_tensor(crow, cols[order], values[order], dense.shape)
+    # Chunks of 4: a step down straddling a chunk boundary must be seen too.
+    monkeypatch.setattr(observed, "_ASCENDING_CHUNK", 4)
+    assert observed._ascending_within_rows(crow, cols) and not observed._ascending_within_rows(crow, cols[order])
+    fits = [train_svd(r, n_factors=3, n_epochs=5, generator=torch.Generator().manual_seed(0))
+            for r in (ordered, shuffled)]
+    torch.testing.assert_close(fits[1].pu, fits[0].pu, rtol=0, atol=0)
+    repeated = observed.csr_tensor(torch.tensor([0, 2, 2]), torch.tensor([1, 1]), torch.tensor([3.0, 4.0]), (2, 2))
+    with pytest.raises(ValueError, match="repeat"):
+        observed_ratings(repeated)
+
+
+@pytest.mark.parametrize("where", [1, 3, 4, 5])
+def test_the_ascending_check_finds_a_step_down_anywhere_across_chunks(monkeypatch, where):
+    import surprise_torch.trainers._observed as observed
+
+    monkeypatch.setattr(observed, "_ASCENDING_CHUNK", 4)
+    # Rows of 3, 0, 4 and 2 nonzeros: steps 2 and 6 cross into a new row (allowed down), 3 and 4 straddle chunks.
+    crow = torch.tensor([0, 3, 3, 7, 9], dtype=torch.int32)
+    cols = torch.tensor([1, 4, 6, 0, 2, 3, 5, 0, 9], dtype=torch.int32)
+    assert observed._ascending_within_rows(crow, cols)
+    within_row = cols.clone()
+    within_row[where] = within_row[where - 1]  # a repeat inside a row (every step chosen lies inside one)
+    assert not observed._ascending_within_rows(crow, within_row)
+
+
 @pytest.mark.parametrize("algo_class", ALGORITHMS, ids=lambda c: c.__name__)
 def test_algorithms_give_the_same_model_in_both_layouts(algo_class, split):
     trainset, testset = split

@@ -442,6 +442,20 @@ def test_fit_means_are_float64_sums_in_chunks(dtype):
     torch.testing.assert_close(target[:400], values[:400] - means[0])
 
 
+@pytest.mark.parametrize("chunk", [16, 48, 2 ** 18])
+def test_initial_factors_drawn_in_chunks_into_a_table_equal_one_draw(monkeypatch, chunk):
+    from surprise_torch.trainers import _common
+
+    monkeypatch.setattr(_common, "INIT_CHUNK", chunk)
+    for n, k in ((1, 1), (3, 5), (17, 1), (33, 3), (1000, 7), (5000, 100), (0, 4)):
+        whole = _common.init_factors(n, k, 0.5, 0.1, torch.Generator().manual_seed(1), "cpu", torch.float64)
+        table = torch.zeros((n, k + 3), dtype=torch.float64)  # strided, as TorchSVD's padded tables are
+        _common.init_factors(n, k, 0.5, 0.1, torch.Generator().manual_seed(1), "cpu", torch.float64,
+                             out=table[:, :k])
+        assert torch.equal(table[:, :k], whole), (n, k)
+        assert not table[:, k:].any()
+
+
 def test_an_observed_index_is_freed_without_the_cycle_collector(monkeypatch):
     # Its tiles can be hundreds of MB: they must go when the fit drops the index, not at some later
     # run of the cyclic garbage collector.

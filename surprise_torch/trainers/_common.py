@@ -211,16 +211,55 @@ def truncate(history: dict, n_epochs: int):
         del values[max(n_epochs, 0):]
 
 
+#: Values per chunk in which :func:`init_factors` draws into its ``out`` (a multiple of 16; see there).
+INIT_CHUNK = 2 ** 18
+
+
 def init_factors(n: int, k: int, init_mean: float, init_std_dev: float, generator: torch.Generator,
-                 device, dtype) -> torch.Tensor:
+                 device, dtype, out: torch.Tensor | None = None) -> torch.Tensor:
     """Normal initial factors drawn on the CPU in float32, so a seed means the same start on any device and dtype.
 
     float32 draws are exact in float64 too, and drawing them is five times
     faster than drawing float64 (0.03 against 0.14 s at ML-10M's size).
+
+    Parameters
+    ----------
+    n, k : int
+        Rows and columns.
+    init_mean, init_std_dev : float
+    generator : torch.Generator
+        CPU generator.
+    device, dtype
+        Of the result.
+    out : torch.Tensor, optional
+        ``(n, k)`` destination (any strides, device and dtype), filled with
+        the same values a whole ``(n, k)`` draw gives, a chunk of
+        :data:`INIT_CHUNK` values at a time: no fresh ``(n, k)`` temporary
+        (ML-10M's user factors: 28 MB of new pages, about 7 ms), and each
+        chunk is copied while it is cached.
+
+    Returns
+    -------
+    torch.Tensor
+        ``out``, or a new ``(n, k)`` tensor.
     """
-    out = torch.empty((n, k), dtype=torch.float32)
-    out.normal_(init_mean, init_std_dev, generator=generator)
-    return out.to(device=device, dtype=dtype)
+    if out is None:
+        out = torch.empty((n, k), dtype=torch.float32)
+        out.normal_(init_mean, init_std_dev, generator=generator)
+        return out.to(device=device, dtype=dtype)
+    # torch draws float32 normals in blocks of 16 (Box-Muller within a block; a last partial block is
+    # redrawn as the last 16 values), so chunks of whole blocks, the last of at least 16 values, continue
+    # one stream exactly: the chunks run to at least one chunk before the end, the rest goes in one draw.
+    rows = max(1, INIT_CHUNK // max(k, 1)) // 16 * 16 or 16
+    buffer = torch.empty((min(n, 2 * rows), k), dtype=torch.float32)
+    start = 0
+    while start < n:
+        stop = start + rows if n - start >= 2 * rows else n
+        part = buffer[:stop - start]
+        part.normal_(init_mean, init_std_dev, generator=generator)
+        out[start:stop].copy_(part)
+        start = stop
+    return out
 
 
 def sum64(values: torch.Tensor, center: float = 0.0, square: bool = False, chunk: int = 2 ** 20) -> float:

@@ -174,10 +174,10 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     qa = torch.zeros((n_items, width), device=device, dtype=dtype)
     for b in fits:
         # Each fit draws from its own generator in a lone fit's order: pu, qi, then yj.
-        stack.select(pa, "users", b)[:, :k] = init_factors(n_u[b], k, init_mean, init_std_dev, generators[b],
-                                                          device, dtype)
-        stack.select(qa, "items", b)[:, :k] = init_factors(n_i[b], k, init_mean, init_std_dev, generators[b],
-                                                          device, dtype)
+        init_factors(n_u[b], k, init_mean, init_std_dev, generators[b], device, dtype,
+                     out=stack.select(pa, "users", b)[:, :k])
+        init_factors(n_i[b], k, init_mean, init_std_dev, generators[b], device, dtype,
+                     out=stack.select(qa, "items", b)[:, :k])
     params = {"pu": pa[:, :k], "qi": qa[:, :k]}
     weights = {"pu": count_u, "qi": count_i}
     rows = {"pu": n_u, "bu": n_u, "qi": n_i, "bi": n_i, "yj": n_i}
