@@ -491,7 +491,7 @@ def _stack_arrays(parts: list, stack: Stack) -> RatingArrays:
     """Several fits' arrays as one block-diagonal set: fit ``b``'s ids shifted by its stack offsets.
 
     The offsets grow, so where every part is ordered (sorted by (user, item),
-    no pair repeated) the result is too, and says so: its COO tensor needs
+    no pair repeated) the result is too, and says so: its CSR tensor needs
     neither sorting nor a check.
     """
     return RatingArrays(
