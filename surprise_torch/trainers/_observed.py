@@ -357,7 +357,7 @@ class _TransposedProduct(CSRProduct):
         return *self.obs._item_index, self.obs.item_order
 
     def _cut(self, tile):
-        # The user-major layout's narrowed items: no second conversion.
+        # The items as narrowed once for the counts: no second conversion.
         return cut_transposed_tiles(self.obs.user_crow, self.obs._item_keys, self.obs.shape, tile)
 
 
