@@ -679,5 +679,5 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None):
         keys, order = torch.sort(users * shape[1] + cols)
         if bool((keys[1:] == keys[:-1]).any()):
             raise ValueError("The sparse ratings repeat some (user, item) pairs; keep one rating per pair.")
-        return Observed.from_coordinates(users[order], cols[order].long(), shape), values[order]
+        return Observed.from_coordinates(users[order], cols[order], shape), values[order]
     raise ValueError(f"ratings must be dense, sparse COO or sparse CSR, not {ratings.layout}.")
