@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 import surprise_torch_benchmarks.head_to_head as bench
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +60,20 @@ def test_ctrl_c_keeps_the_finished_algorithms(tmp_path, ml100k, monkeypatch):
     import json
     payload = json.loads((tmp_path / "results.json").read_text())
     assert [r["algorithm"] for r in payload["results"]] == ["BaselineOnly"]
+
+
+def test_first_epoch_summary_is_over_the_runs_that_finished():
+    from surprise_torch_benchmarks.first_epoch import markdown, summarise
+
+    runs = [{"status": "ok", "first_epoch_s": 0.4, "epoch_s": 0.2, "first_epoch_faults": 100, "peak_rss_gib": 1.0},
+            {"status": "failed", "error": "MemoryError"},
+            {"status": "ok", "first_epoch_s": 0.3, "epoch_s": 0.1, "first_epoch_faults": 300, "peak_rss_gib": 1.2},
+            {"status": "ok", "first_epoch_s": 0.6, "epoch_s": 0.2, "first_epoch_faults": None, "peak_rss_gib": 1.1}]
+    summary = summarise(runs)
+    assert (summary["runs"], summary["ok"]) == (4, 3)
+    assert summary["first_epoch_s"] == {"median": 0.4, "min": 0.3, "max": 0.6}
+    assert summary["ratio"] == pytest.approx({"median": 3.0, "min": 2.0, "max": 3.0})
+    # A run that could not count its faults is left out of their summary, not counted as zero.
+    assert summary["first_epoch_faults"] == {"median": 200, "min": 100, "max": 300}
+    table = markdown({(".", "default"): summary}, "TorchSVD", "ml-10m")
+    assert "| . | `default` | 3/4 | 0.400 (0.300-0.600) |" in table

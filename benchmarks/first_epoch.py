@@ -1,0 +1,121 @@
+"""A fit's first epoch against its later ones, over many processes: where the setup's time goes.
+
+The first epoch of a fit from arrays includes everything before it: validation, the rating scale, the
+sparse index, the item side's tiles, the initial draws, and the first touch of every buffer. On a shared
+machine one process's first epoch can take 30% longer than the next one's for reasons outside the code, so
+a change to the setup is judged here over many processes, run alternately so that the machine's slow
+spells fall on every variant alike, by the median. Each process is one
+``python -m benchmarks.scaling --worker`` (the same fit and timing as the scaling table).
+
+A variant is a checkout (``--checkouts``: a directory holding another revision of this repository, e.g. a
+``git worktree``) and an environment (``--variants``: ``NAME=VALUE`` assignments separated by spaces, or
+``default``). For example, how much of the first epoch is the kernel handing out fresh pages::
+
+    python -m benchmarks.first_epoch --repeat 8 --variants default \\
+        "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967295"
+
+(the second keeps freed memory in the process, so buffers reuse pages touched before the fit).
+Results go to ``--out`` as JSON and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from .environment import describe_environment
+from .synthetic import SHAPES
+
+
+def run_once(checkout: Path, variant: str, algorithm: str, shape: str, timeout: float) -> dict:
+    """One worker process of ``benchmarks.scaling`` in ``checkout`` with ``variant``'s environment."""
+    env = dict(os.environ)
+    if variant != "default":
+        env |= dict(assignment.split("=", 1) for assignment in variant.split())
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--worker", algorithm, shape],
+                          cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return {"status": "failed", "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs: list) -> dict:
+    """Median, smallest and largest of each measure over one variant's successful runs."""
+    ok = [run for run in runs if run.get("status") == "ok"]
+    out = {"runs": len(runs), "ok": len(ok)}
+    measures = {"first_epoch_s": lambda r: r["first_epoch_s"], "epoch_s": lambda r: r["epoch_s"],
+                "ratio": lambda r: r["first_epoch_s"] / r["epoch_s"],
+                "first_epoch_faults": lambda r: r.get("first_epoch_faults"),
+                "peak_rss_gib": lambda r: r["peak_rss_gib"]}
+    for name, value in measures.items():
+        values = [v for v in map(value, ok) if v is not None]
+        if values:
+            out[name] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    return out
+
+
+def markdown(summaries: dict, algorithm: str, shape: str) -> str:
+    """The table of :func:`summarise` per variant."""
+    lines = [f"{algorithm} on the {shape} shape: median (smallest-largest) over processes run alternately.", "",
+             "| checkout | environment | runs | first epoch s | later epoch s | first / later | fresh pages "
+             "in the first epoch | peak RSS GiB |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def cell(summary, name, fmt):
+        if name not in summary:
+            return "-"
+        s = summary[name]
+        return f"{s['median']:{fmt}} ({s['min']:{fmt}}-{s['max']:{fmt}})"
+
+    for (checkout, variant), s in summaries.items():
+        lines.append(f"| {checkout} | `{variant}` | {s['ok']}/{s['runs']} | {cell(s, 'first_epoch_s', '.3f')} | "
+                     f"{cell(s, 'epoch_s', '.3f')} | {cell(s, 'ratio', '.2f')} | "
+                     f"{cell(s, 'first_epoch_faults', '.0f')} | {cell(s, 'peak_rss_gib', '.3f')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Run every (checkout, variant) ``--repeat`` times, alternating, and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", default="TorchSVD")
+    parser.add_argument("--shape", default="ml-10m", choices=sorted(SHAPES))
+    parser.add_argument("--repeat", type=int, default=8, help="processes per variant")
+    parser.add_argument("--checkouts", nargs="+", default=["."], help="repository directories to compare")
+    parser.add_argument("--variants", nargs="+", default=["default"],
+                        help='environments to compare: "NAME=VALUE NAME=VALUE" or default')
+    parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per process")
+    parser.add_argument("--out", default="bench-results/first-epoch")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    combos = [(checkout, variant) for checkout in args.checkouts for variant in args.variants]
+    runs = {combo: [] for combo in combos}
+    for repetition in range(args.repeat):
+        for checkout, variant in combos:
+            try:
+                row = run_once(Path(checkout).resolve(), variant, args.algorithm, args.shape, args.timeout)
+            except subprocess.TimeoutExpired:
+                row = {"status": "timeout"}
+            runs[checkout, variant].append(row)
+            print(f"{repetition + 1}/{args.repeat} {checkout} {variant}: "
+                  f"{row.get('first_epoch_s', row.get('status'))}", file=sys.stderr, flush=True)
+    summaries = {combo: summarise(rows) for combo, rows in runs.items()}
+    table = markdown(summaries, args.algorithm, args.shape)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "first_epoch.json").write_text(json.dumps(
+        {"environment": describe_environment("cpu"), "algorithm": args.algorithm, "shape": args.shape,
+         "variants": [{"checkout": c, "environment": v, "summary": summaries[c, v], "runs": runs[c, v]}
+                      for c, v in combos]}, indent=2))
+    (out / "first_epoch.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
