@@ -551,3 +551,121 @@ def test_a_forked_child_gathers_on_its_own_threads(monkeypatch):
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     finally:
         torch.set_num_threads(previous)
+
+
+def _with_threads(n):
+    """A context manager running its block with ``n`` torch threads."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def threads():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+    return threads()
+
+
+def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one():
+    import threading
+
+    import surprise_torch.trainers._observed as observed
+
+    gen = torch.Generator().manual_seed(8)
+    mask = torch.rand((41, 13), generator=gen) < 0.4
+    mask[5] = False  # a user without ratings
+    obs = observed.Observed.from_mask(mask)
+    cuts, ran = {}, []
+    for lanes in (1, 2):
+        with _with_threads(lanes):
+            cuts[lanes] = observed.cut_transposed_tiles(obs.user_crow, obs._item_keys, obs.shape, 4,
+                                                        alongside=[lambda: ran.append(threading.get_ident())])
+            assert torch.get_num_threads() == lanes  # restored
+    # The side job ran once per cut: on the calling thread alone, on a worker beside it.
+    assert ran[0] == threading.get_ident() and ran[1] != threading.get_ident()
+    (order_1, parts_1), (order_2, parts_2) = cuts[1], cuts[2]
+    assert torch.equal(order_1, order_2) and len(parts_1) == len(parts_2) == 11
+    for part_1, part_2 in zip(parts_1, parts_2):
+        assert part_1[:2] == part_2[:2] and part_1[4:] == part_2[4:]
+        assert torch.equal(part_1[2], part_2[2]) and torch.equal(part_1[3], part_2[3])
+    # Each tile's pattern is its users' (rows 4t..4t+3) ratings, item-major: the transpose's columns.
+    dense = torch.randn((41, 3), generator=gen, dtype=torch.float64)
+    values = torch.randn(obs.nnz, generator=gen, dtype=torch.float64)
+    full = torch.zeros(41, 13, dtype=torch.float64).index_put_(mask.nonzero(as_tuple=True), values)
+    product = torch.zeros(13, 3, dtype=torch.float64)
+    for start, end, crow, cols, first, width in parts_2:
+        tile = observed.csr_tensor(crow, cols, values[order_2[start:end].long()], (13, width))
+        product += tile @ dense[first:first + width]
+    torch.testing.assert_close(product, full.T @ dense)
+
+
+def test_run_beside_stops_at_the_first_error_and_restores_the_threads():
+    import threading
+
+    import surprise_torch.trainers._observed as observed
+
+    ran, lock = [], threading.Lock()
+
+    def job(n):
+        def run():
+            with lock:
+                ran.append(n)
+            if n == 3:
+                raise ValueError("job 3")
+        return run
+
+    with _with_threads(2):
+        with pytest.raises(ValueError, match="job 3"):
+            observed.run_beside([], [job(n) for n in range(100)], 2)
+        assert torch.get_num_threads() == 2
+        assert 3 in ran and len(ran) < 100  # no lane took many jobs after the failure
+        # A lane's job may itself run work beside it: on a worker that runs on its own thread, not waiting
+        # for lanes queued behind it.
+        inner = []
+        observed.run_beside([lambda: observed.run_beside([], [lambda: inner.append(1)] * 3, 2)],
+                            [lambda: inner.append(2)] * 3, 2)
+        assert sorted(inner) == [1, 1, 1, 2, 2, 2]
+
+
+def test_item_products_use_the_tiles_cut_beforehand(monkeypatch):
+    import surprise_torch.trainers._observed as observed
+
+    gen = torch.Generator().manual_seed(9)
+    mask = torch.rand((37, 11), generator=gen) < 0.3
+    values = torch.randn(int(mask.sum()), generator=gen, dtype=torch.float64)
+    dense = torch.randn((37, 5), generator=gen, dtype=torch.float64)
+    plain = observed.Observed.from_mask(mask).by_item(values) @ dense
+    # Untiled (too sparse): nothing to cut, the side job runs all the same.
+    ran = []
+    sparse = observed.Observed.from_mask(mask)
+    sparse.prepare_item_product(dense, alongside=[lambda: ran.append("untiled")])
+    assert ran == ["untiled"] and not sparse._item_product._tilings
+    _tile_every_product(monkeypatch, 3 * 5 * dense.element_size())
+    tiled = observed.Observed.from_mask(mask)
+    tiled.prepare_item_product(dense, alongside=[lambda: ran.append("tiled")])
+    assert ran == ["untiled", "tiled"] and list(tiled._item_product._tilings) == [3]
+    # The products use those tiles: cutting again would fail.
+    monkeypatch.setattr(observed, "cut_transposed_tiles", None)
+    torch.testing.assert_close(tiled.item_product(values, dense), plain)
+    tiled.prepare_item_product(dense, alongside=[lambda: ran.append("again")])  # cut already: only the side job
+    assert ran[-1] == "again"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_svd_draws_its_initial_factors_beside_the_tile_cut(monkeypatch, threads):
+    from surprise_torch.trainers._common import init_factors
+
+    _tile_every_product(monkeypatch, 3 * 8 * 4)
+    gen = torch.Generator().manual_seed(10)
+    mask = torch.rand((37, 11), generator=gen) < 0.4
+    ratings = (torch.randint(1, 6, (37, 11), generator=gen).float() * mask).to_sparse_csr()
+    with _with_threads(threads):
+        model = train_svd(ratings, n_factors=4, n_epochs=0, generator=torch.Generator().manual_seed(11))
+    # With no epochs the model is its start: pu, then qi, from the one generator, as drawn on their own.
+    draw = torch.Generator().manual_seed(11)
+    pu = init_factors(37, 4, 0.0, 0.1, draw, "cpu", torch.float32)
+    qi = init_factors(11, 4, 0.0, 0.1, draw, "cpu", torch.float32)
+    assert torch.equal(model.pu, pu) and torch.equal(model.qi, qi)

@@ -18,9 +18,10 @@ import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import torch
+
 
 #: Bytes of dense rows that one tile of an item-side product reads from (about
 #: a core's L2 cache). An item's raters are scattered over the whole user
@@ -162,6 +163,16 @@ class Observed:
         into ``out`` if given (added to it, with ``add``)."""
         return self._item_product(values, dense, out, add)
 
+    def prepare_item_product(self, dense: torch.Tensor, alongside=()) -> None:
+        """Cut the tiles that :meth:`item_product` with ``dense``'s rows will use, now, beside ``alongside``.
+
+        ``alongside`` (callables) run in the same lanes as the cut (see
+        :func:`cut_transposed_tiles`), and run even where the products need
+        no tiles. Products cut their tiles on first use anyway; this lets a
+        trainer overlap the cut with its own one-thread setup.
+        """
+        self._item_product.prepare(dense, alongside)
+
     def counts(self, dtype):
         """Ratings per user and per item: the row lengths of the two CSR layouts."""
         return self.user_crow.diff().to(dtype), self.item_crow.diff().to(dtype)
@@ -250,18 +261,33 @@ class CSRProduct:
 #: Gathers of at least this many values run on all of torch's CPU threads (see :func:`gather`).
 PARALLEL_GATHER = 2 ** 20
 
-_gather_pool = (None, 0)  # the pool, and its workers
-_gather_lock = threading.Lock()
+_pool = (None, 0)  # worker threads kept for the process beside the calling one, and how many
+_pool_lock = threading.Lock()
+_in_worker = threading.local()  # set on a worker while it runs a lane of run_beside
 
 
-def _forget_gather_pool():
+def _forget_pool():
     # A forked child inherits the pool but none of its threads: work sent to it would never run.
-    global _gather_pool, _gather_lock
-    _gather_pool, _gather_lock = (None, 0), threading.Lock()
+    global _pool, _pool_lock
+    _pool, _pool_lock = (None, 0), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_gather_pool)
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _workers(n: int) -> ThreadPoolExecutor:
+    """A pool of at least ``n`` worker threads, kept for the process.
+
+    Kept rather than made per call: a new thread's memory comes from a new
+    allocator arena, whose pages are fresh (ML-10M's tile cut on two new
+    threads: 27k page faults against 9k on the calling thread).
+    """
+    global _pool
+    with _pool_lock:
+        if _pool[1] < n:
+            _pool = (ThreadPoolExecutor(n, thread_name_prefix="surprise_torch"), n)
+        return _pool[0]
 
 
 def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -270,17 +296,13 @@ def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torc
     torch runs a 1-D ``index_select`` on one thread; at ML-10M's size it
     took 29 ms an epoch (a fifth of TorchSVD's epoch once the products ran
     as embedding bags), 17 ms in two halves on two threads. Each part runs
-    in a worker thread of a pool kept for the process (torch releases the
-    GIL), the last in the caller's.
+    in a worker thread (:func:`_workers`; torch releases the GIL), the last
+    in the caller's.
     """
     parts = torch.get_num_threads() if values.device.type == "cpu" and order.numel() >= PARALLEL_GATHER else 1
     if parts <= 1:
         return torch.index_select(values, 0, order, out=out)
-    global _gather_pool
-    with _gather_lock:
-        if _gather_pool[1] < parts - 1:
-            _gather_pool = (ThreadPoolExecutor(parts - 1, thread_name_prefix="surprise_torch-gather"), parts - 1)
-        pool = _gather_pool[0]
+    pool = _workers(parts - 1)
     bounds = [order.numel() * p // parts for p in range(parts + 1)]
     futures = [pool.submit(torch.index_select, values, 0, order[a:b], out=out[a:b])
                for a, b in zip(bounds[:-2], bounds[1:-1])]
@@ -288,6 +310,76 @@ def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torc
     for future in futures:
         future.result()
     return out
+
+
+def run_beside(first: list, jobs: list, lanes: int) -> None:
+    """Run ``first`` on a worker thread, and ``jobs`` on ``lanes`` lanes, each lane one torch thread.
+
+    The calling thread is a lane; the worker lanes (:func:`_workers`) run
+    ``first``, then take ``jobs`` as the calling one does, the next whenever
+    one finishes. A worker allocates from its own arena, whose pages are
+    fresh the first time, so the worker starts with ``first``: the work
+    that allocates least. With one lane, everything runs on the calling
+    thread as it is, as it does on a worker (a lane waiting for lanes queued
+    behind it on the same workers could wait for ever).
+
+    Parameters
+    ----------
+    first : list of callable
+        Run in order on one worker lane before it takes any of ``jobs``.
+    jobs : list of callable
+        Independent jobs, each run once, in any order, on any lane.
+    lanes : int
+        Lanes, the calling thread's included: the threads the work may use.
+
+    Raises
+    ------
+    Exception
+        The first exception a lane raised, once every lane has stopped (no
+        lane takes another job after it).
+    """
+    if lanes <= 1 or getattr(_in_worker, "active", False):
+        for job in [*first, *jobs]:
+            job()
+        return
+    pending, lock, failed = iter(jobs), threading.Lock(), threading.Event()
+
+    def lane(start=(), worker=False):
+        _in_worker.active = worker
+        try:
+            for job in start:
+                job()
+            while not failed.is_set():
+                with lock:
+                    job = next(pending, None)
+                if job is None:
+                    return
+                job()
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            _in_worker.active = False
+
+    previous = torch.get_num_threads()
+    # One thread per lane before any lane starts: a worker's torch call on more would start a second
+    # OpenMP team beside the caller's.
+    torch.set_num_threads(1)
+    try:
+        futures = [_workers(lanes - 1).submit(lane, first if w == 0 else (), True)
+                   for w in range(lanes - 1)]
+        error = None
+        try:
+            lane()
+        except BaseException as exc:
+            error = exc
+        for future in futures:  # every lane stops before the threads are restored
+            if future.exception() is not None and error is None:
+                error = future.exception()
+        if error is not None:
+            raise error
+    finally:
+        torch.set_num_threads(previous)
 
 
 def kept_chunks(kept: dict, key, crow: torch.Tensor, cols: torch.Tensor, row_bytes: int) -> list:
@@ -355,9 +447,19 @@ class _TransposedProduct(CSRProduct):
     def _untiled(self):
         return *self.obs._item_index, self.obs.item_order
 
-    def _cut(self, tile):
+    def _cut(self, tile, alongside=()):
         # The items as narrowed once for the counts: no second conversion.
-        return cut_transposed_tiles(self.obs.user_crow, self.obs._item_keys, self.obs.shape, tile)
+        return cut_transposed_tiles(self.obs.user_crow, self.obs._item_keys, self.obs.shape, tile, alongside)
+
+    def prepare(self, dense: torch.Tensor, alongside=()) -> None:
+        """Cut the tiling that products with ``dense``'s rows use (if any, and not cut yet), running
+        ``alongside`` in the same lanes; without a cut to make, ``alongside`` runs on the calling thread."""
+        tile = tile_columns(self.shape, self.nnz, dense.shape[1] * dense.element_size(), dense.device)
+        if tile is None or tile in self._tilings:
+            for job in alongside:
+                job()
+            return
+        self._tilings[tile] = self._cut(tile, alongside)
 
 
 def tile_columns(shape, nnz: int, row_bytes: int, device) -> int | None:
@@ -404,8 +506,15 @@ def cut_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int, order: t
     return order, parts
 
 
-def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int):
+def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int, alongside=()):
     """Cut the transpose of a CSR pattern into column tiles of ``tile`` columns (rows of the pattern).
+
+    Each tile is cut on its own, on one thread; on the CPU the tiles are
+    shared out among as many lanes as torch has threads (see
+    :func:`run_beside`). torch's two-thread sort of a tile is three times
+    slower in some processes than in others (ML-10M: 26 or 80-90 ms for all
+    tiles), the largest source of spread in TorchSVD's first epoch; tiles
+    sorted on one thread each, two at a time, took 26-29 ms in every process.
 
     Parameters
     ----------
@@ -418,6 +527,10 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
         ``(n_rows, n_cols)``: the transpose is ``(n_cols, n_rows)``.
     tile : int
         Rows of the pattern (columns of the transpose) per tile.
+    alongside : sequence of callable, optional
+        Other work to run in order on one of the lanes before it cuts
+        tiles: independent work that runs on one thread (a fit's initial
+        draws, one stream of random numbers) while the others cut.
 
     Returns
     -------
@@ -434,25 +547,29 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
     if (len(bounds) - 1) * tile < n_rows:
         bounds.append(nnz)
     order = torch.empty(nnz, dtype=narrow, device=cols.device)
-    columns = torch.arange(n_cols, dtype=keys.dtype, device=cols.device)  # the keys' type holds every column
     lengths = crow.diff().to(narrow)
-    parts = []
-    for t, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+    parts = [None] * (len(bounds) - 1)
+
+    def cut(t, start, end):
         # A tile is a contiguous run of whole rows, sorted by row: a stable sort by column orders it
-        # by (column, row). Sorting run by run keeps each sort in cache. Its row pointers are found in the
-        # sorted columns (ML-10M: 9 against 23 ms counting them), written in the index type directly.
-        sorted_keys, local = torch.sort(keys[start:end], stable=True)
+        # by (column, row). Sorting run by run keeps each sort in cache.
+        local = torch.argsort(keys[start:end], stable=True)
         first = t * tile
         width = min(tile, n_rows - first)
+        # Row pointers from the counts, written in the index type directly (ML-10M, one thread: 7 ms for
+        # every tile, against 19 ms searching the sorted columns).
         tile_crow = torch.empty(n_cols + 1, dtype=narrow, device=cols.device)
-        torch.searchsorted(sorted_keys, columns, out_int32=narrow == torch.int32, out=tile_crow[:-1])
-        tile_crow[-1] = end - start
+        tile_crow[0] = 0
+        torch.cumsum(torch.bincount(keys[start:end], minlength=n_cols), 0, dtype=narrow, out=tile_crow[1:])
         # Each nonzero's row within the tile, from the row lengths (no array of every nonzero's row).
         rows = torch.repeat_interleave(torch.arange(width, dtype=narrow, device=cols.device),
                                        lengths[first:first + width])
         # Narrowed before the offset is added: one pass over int64 positions instead of two.
         order[start:end].copy_(local).add_(start)
-        parts.append((start, end, tile_crow, rows.index_select(0, local), first, width))
+        parts[t] = (start, end, tile_crow, rows.index_select(0, local), first, width)
+
+    jobs = [partial(cut, t, start, end) for t, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    run_beside(list(alongside), jobs, torch.get_num_threads() if cols.device.type == "cpu" else 1)
     return order, parts
 
 

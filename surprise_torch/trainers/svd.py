@@ -172,12 +172,19 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     width = aligned_width(k + 2 if biased else k, values.element_size())
     pa = torch.zeros((n_users, width), device=device, dtype=dtype)
     qa = torch.zeros((n_items, width), device=device, dtype=dtype)
-    for b in fits:
-        # Each fit draws from its own generator in a lone fit's order: pu, qi, then yj.
-        init_factors(n_u[b], k, init_mean, init_std_dev, generators[b], device, dtype,
-                     out=stack.select(pa, "users", b)[:, :k])
-        init_factors(n_i[b], k, init_mean, init_std_dev, generators[b], device, dtype,
-                     out=stack.select(qa, "items", b)[:, :k])
+
+    def draw():
+        for b in fits:
+            # Each fit draws from its own generator in a lone fit's order: pu, qi, then yj.
+            init_factors(n_u[b], k, init_mean, init_std_dev, generators[b], device, dtype,
+                         out=stack.select(pa, "users", b)[:, :k])
+            init_factors(n_i[b], k, init_mean, init_std_dev, generators[b], device, dtype,
+                         out=stack.select(qa, "items", b)[:, :k])
+
+    # The draws are one stream of random numbers, on one core: the item side's tiles (for products with
+    # rows of pa) are cut on the others meanwhile. ML-10M, medians of six processes: 89 ms for both in a
+    # process's first fit, 70 in its next, against about 30 ms of draws and then a 60-140 ms cut.
+    obs.prepare_item_product(pa, alongside=[draw])
     params = {"pu": pa[:, :k], "qi": qa[:, :k]}
     weights = {"pu": count_u, "qi": count_i}
     rows = {"pu": n_u, "bu": n_u, "qi": n_i, "bi": n_i, "yj": n_i}
