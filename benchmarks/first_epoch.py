@@ -32,12 +32,14 @@ from .environment import describe_environment
 from .synthetic import SHAPES
 
 
-def run_once(checkout: Path, variant: str, algorithm: str, shape: str, timeout: float) -> dict:
-    """One worker process of ``benchmarks.scaling`` in ``checkout`` with ``variant``'s environment."""
+def run_once(checkout: Path, variant: str, algorithm: str, shape: str, timeout: float, fits: int = 1) -> dict:
+    """One worker process of ``benchmarks.scaling`` in ``checkout`` with ``variant``'s environment,
+    fitting ``fits`` times (the later fits' first epochs as ``next_fit_*``)."""
     env = dict(os.environ)
     if variant != "default":
         env |= dict(assignment.split("=", 1) for assignment in variant.split())
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--worker", algorithm, shape],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--fits", str(fits), "--worker", algorithm,
+                           shape],
                           cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         return {"status": "failed", "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
@@ -51,6 +53,8 @@ def summarise(runs: list) -> dict:
     measures = {"first_epoch_s": lambda r: r["first_epoch_s"], "epoch_s": lambda r: r["epoch_s"],
                 "ratio": lambda r: r["first_epoch_s"] / r["epoch_s"],
                 "first_epoch_faults": lambda r: r.get("first_epoch_faults"),
+                "next_ratio": lambda r: (r["next_fit_first_epoch_s"] / r["next_fit_epoch_s"]
+                                         if "next_fit_first_epoch_s" in r else None),
                 "peak_rss_gib": lambda r: r["peak_rss_gib"]}
     for name, value in measures.items():
         values = [v for v in map(value, ok) if v is not None]
@@ -63,8 +67,8 @@ def markdown(summaries: dict, algorithm: str, shape: str) -> str:
     """The table of :func:`summarise` per variant."""
     lines = [f"{algorithm} on the {shape} shape: median (smallest-largest) over processes run alternately.", "",
              "| checkout | environment | runs | first epoch s | later epoch s | first / later | fresh pages "
-             "in the first epoch | peak RSS GiB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "in the first epoch | peak RSS GiB | the process's next fit: first / later |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def cell(summary, name, fmt):
         if name not in summary:
@@ -75,7 +79,8 @@ def markdown(summaries: dict, algorithm: str, shape: str) -> str:
     for (checkout, variant), s in summaries.items():
         lines.append(f"| {checkout} | `{variant}` | {s['ok']}/{s['runs']} | {cell(s, 'first_epoch_s', '.3f')} | "
                      f"{cell(s, 'epoch_s', '.3f')} | {cell(s, 'ratio', '.2f')} | "
-                     f"{cell(s, 'first_epoch_faults', '.0f')} | {cell(s, 'peak_rss_gib', '.3f')} |")
+                     f"{cell(s, 'first_epoch_faults', '.0f')} | {cell(s, 'peak_rss_gib', '.3f')} | "
+                     f"{cell(s, 'next_ratio', '.2f')} |")
     return "\n".join(lines)
 
 
@@ -90,15 +95,21 @@ def main(argv=None):
                         help='environments to compare: "NAME=VALUE NAME=VALUE" or default')
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per process")
     parser.add_argument("--out", default="bench-results/first-epoch")
+    parser.add_argument("--fits", type=int, default=2,
+                        help="fits per process (default 2): the first in a fresh process, the next as in "
+                             "cross_validate's later folds (1: the first only)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.fits < 1:
+        parser.error("--fits must be at least 1")
     combos = [(checkout, variant) for checkout in args.checkouts for variant in args.variants]
     runs = {combo: [] for combo in combos}
     for repetition in range(args.repeat):
         for checkout, variant in combos:
             try:
-                row = run_once(Path(checkout).resolve(), variant, args.algorithm, args.shape, args.timeout)
+                row = run_once(Path(checkout).resolve(), variant, args.algorithm, args.shape, args.timeout,
+                               args.fits)
             except subprocess.TimeoutExpired:
                 row = {"status": "timeout"}
             runs[checkout, variant].append(row)

@@ -60,12 +60,15 @@ def heldout_rmse(mu, pu, qi, bu, bi, test):
     return float(np.sqrt(np.mean((np.clip(est, 1, 5) - ratings) ** 2)))
 
 
-def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, params=None):
+def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, params=None, fits=1):
     """Run one algorithm on one shape; returns a JSON-able dict.
 
     With ``fitted``, our algorithms run all their adapter's defaults (epochs
     and factors included), so that their held-out RMSEs compare fitted models.
     ``params`` overrides our algorithms' constructor arguments (``--set``).
+    With ``fits`` above 1, our algorithms fit that many times in the process
+    and the last fit's first and later epochs are reported too (``next_fit_*``):
+    a fit after another, as in ``cross_validate``'s later folds.
     """
     import torch
 
@@ -140,6 +143,15 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, 
             "gflop_per_epoch": flops / 1e9,
             "gflops": flops / epoch_s / 1e9,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    del model  # freed before any next fit, as a fold's model is before the next fold's
+    for _ in range(fits - 1):
+        stamps.clear()
+        start = time.perf_counter()
+        train_on_arrays(algo._trainer, users, items, ratings, n_users=n_users, n_items=n_items, layout=layout,
+                        device=dev, dtype=torch.float32, random_state=0, callback=on_epoch, **kwargs)
+        per_epoch = np.diff([start] + stamps)
+        out |= {"next_fit_first_epoch_s": float(per_epoch[0]),
+                "next_fit_epoch_s": float(np.median(per_epoch[1:] if epochs > 1 else per_epoch))}
     if dev.type == "cuda":
         out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
     return out
@@ -403,12 +415,13 @@ def main(argv=None):
     parser.add_argument("--out", default="bench-results/scaling")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")
     parser.add_argument("--worker", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--fits", type=int, default=1, help=argparse.SUPPRESS)  # the worker's (see worker)
     args = parser.parse_args(argv)
     params = _parse_settings(parser, args.set)
     if args.worker:
         algorithm, shape = args.worker
         print(json.dumps(worker(algorithm, shape, args.device, EPOCHS[algorithm], args.layout, args.als_factors,
-                                args.fitted, params)))
+                                args.fitted, params, args.fits)))
         return 0
     gemm = gemm_gflops(args.device)
     env = describe_environment(args.device)

@@ -65,9 +65,11 @@ def test_ctrl_c_keeps_the_finished_algorithms(tmp_path, ml100k, monkeypatch):
 def test_first_epoch_summary_is_over_the_runs_that_finished():
     from surprise_torch_benchmarks.first_epoch import markdown, summarise
 
-    runs = [{"status": "ok", "first_epoch_s": 0.4, "epoch_s": 0.2, "first_epoch_faults": 100, "peak_rss_gib": 1.0},
+    runs = [{"status": "ok", "first_epoch_s": 0.4, "epoch_s": 0.2, "first_epoch_faults": 100, "peak_rss_gib": 1.0,
+             "next_fit_first_epoch_s": 0.25, "next_fit_epoch_s": 0.125},
             {"status": "failed", "error": "MemoryError"},
-            {"status": "ok", "first_epoch_s": 0.3, "epoch_s": 0.1, "first_epoch_faults": 300, "peak_rss_gib": 1.2},
+            {"status": "ok", "first_epoch_s": 0.3, "epoch_s": 0.1, "first_epoch_faults": 300, "peak_rss_gib": 1.2,
+             "next_fit_first_epoch_s": 0.3, "next_fit_epoch_s": 0.1},
             {"status": "ok", "first_epoch_s": 0.6, "epoch_s": 0.2, "first_epoch_faults": None, "peak_rss_gib": 1.1}]
     summary = summarise(runs)
     assert (summary["runs"], summary["ok"]) == (4, 3)
@@ -75,5 +77,8 @@ def test_first_epoch_summary_is_over_the_runs_that_finished():
     assert summary["ratio"] == pytest.approx({"median": 3.0, "min": 2.0, "max": 3.0})
     # A run that could not count its faults is left out of their summary, not counted as zero.
     assert summary["first_epoch_faults"] == {"median": 200, "min": 100, "max": 300}
+    # The process's next fit, over the runs that made one.
+    assert summary["next_ratio"] == pytest.approx({"median": 2.5, "min": 2.0, "max": 3.0})
     table = markdown({(".", "default"): summary}, "TorchSVD", "ml-10m")
     assert "| . | `default` | 3/4 | 0.400 (0.300-0.600) |" in table
+    assert table.splitlines()[-1].endswith("| 2.50 (2.00-3.00) |")
