@@ -569,7 +569,7 @@ def _with_threads(n):
     return threads()
 
 
-def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one():
+def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one(monkeypatch):
     import threading
 
     import surprise_torch.trainers._observed as observed
@@ -579,13 +579,20 @@ def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one():
     mask[5] = False  # a user without ratings
     obs = observed.Observed.from_mask(mask)
     cuts, ran = {}, []
+
+    def cut():
+        return observed.cut_transposed_tiles(obs.user_crow, obs._item_keys, obs.shape, 4,
+                                             alongside=[lambda: ran.append(threading.get_ident())])
+
+    with _with_threads(2):
+        cut()  # too few nonzeros for lanes: all on the calling thread
+    monkeypatch.setattr(observed, "PARALLEL_CUT", 0)
     for lanes in (1, 2):
         with _with_threads(lanes):
-            cuts[lanes] = observed.cut_transposed_tiles(obs.user_crow, obs._item_keys, obs.shape, 4,
-                                                        alongside=[lambda: ran.append(threading.get_ident())])
+            cuts[lanes] = cut()
             assert torch.get_num_threads() == lanes  # restored
     # The side job ran once per cut: on the calling thread alone, on a worker beside it.
-    assert ran[0] == threading.get_ident() and ran[1] != threading.get_ident()
+    assert ran[:2] == [threading.get_ident()] * 2 and ran[2] != threading.get_ident()
     (order_1, parts_1), (order_2, parts_2) = cuts[1], cuts[2]
     assert torch.equal(order_1, order_2) and len(parts_1) == len(parts_2) == 11
     for part_1, part_2 in zip(parts_1, parts_2):
@@ -658,7 +665,10 @@ def test_item_products_use_the_tiles_cut_beforehand(monkeypatch):
 def test_svd_draws_its_initial_factors_beside_the_tile_cut(monkeypatch, threads):
     from surprise_torch.trainers._common import init_factors
 
+    import surprise_torch.trainers._observed as observed
+
     _tile_every_product(monkeypatch, 3 * 8 * 4)
+    monkeypatch.setattr(observed, "PARALLEL_CUT", 0)  # on lanes, however few the ratings
     gen = torch.Generator().manual_seed(10)
     mask = torch.rand((37, 11), generator=gen) < 0.4
     ratings = (torch.randint(1, 6, (37, 11), generator=gen).float() * mask).to_sparse_csr()

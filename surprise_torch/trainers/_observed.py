@@ -261,6 +261,12 @@ class CSRProduct:
 #: Gathers of at least this many values run on all of torch's CPU threads (see :func:`gather`).
 PARALLEL_GATHER = 2 ** 20
 
+#: Tile cuts of at least this many nonzeros run on lanes (see :func:`cut_transposed_tiles`). Below, lanes
+#: could save a few ms at most (ML-1M's 0.9M ratings: 8-13 ms for the draws and the cut together), and a
+#: worker's first use in a process costs about that: a new thread's first torch call took 3-4 ms here,
+#: and its memory comes fresh (750 more new pages in ML-1M's first epoch).
+PARALLEL_CUT = 2 ** 20
+
 _pool = (None, 0)  # worker threads kept for the process beside the calling one, and how many
 _pool_lock = threading.Lock()
 _in_worker = threading.local()  # set on a worker while it runs a lane of run_beside
@@ -509,9 +515,9 @@ def cut_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int, order: t
 def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: int, alongside=()):
     """Cut the transpose of a CSR pattern into column tiles of ``tile`` columns (rows of the pattern).
 
-    Each tile is cut on its own, on one thread; on the CPU the tiles are
-    shared out among as many lanes as torch has threads (see
-    :func:`run_beside`). torch's two-thread sort of a tile is three times
+    Each tile is cut on its own, on one thread; on the CPU the tiles of a
+    large pattern (:data:`PARALLEL_CUT`) are shared out among as many lanes
+    as torch has threads (see :func:`run_beside`). torch's two-thread sort of a tile is three times
     slower in some processes than in others (ML-10M: 26 or 80-90 ms for all
     tiles), the largest source of spread in TorchSVD's first epoch; tiles
     sorted on one thread each, two at a time, took 26-29 ms in every process.
@@ -569,7 +575,8 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
         parts[t] = (start, end, tile_crow, rows.index_select(0, local), first, width)
 
     jobs = [partial(cut, t, start, end) for t, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))]
-    run_beside(list(alongside), jobs, torch.get_num_threads() if cols.device.type == "cpu" else 1)
+    lanes = torch.get_num_threads() if cols.device.type == "cpu" and nnz >= PARALLEL_CUT else 1
+    run_beside(list(alongside), jobs, lanes)
     return order, parts
 
 
