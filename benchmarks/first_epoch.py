@@ -15,7 +15,8 @@ A variant is a checkout (``--checkouts``: a directory holding another revision o
         "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967295"
 
 (the second keeps freed memory in the process, so buffers reuse pages touched before the fit).
-Results go to ``--out`` as JSON and a Markdown table.
+Each process fits twice (``--fits``): the second fit's first epoch against its later ones is what
+``cross_validate``'s later folds see. Results go to ``--out`` as JSON and a Markdown table.
 """
 
 from __future__ import annotations
