@@ -612,7 +612,7 @@ def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one(monkeypatch):
 def test_run_beside_stops_at_the_first_error_and_restores_the_threads():
     import threading
 
-    import surprise_torch.trainers._observed as observed
+    import surprise_torch._threads as threads
 
     ran, lock = [], threading.Lock()
 
@@ -626,13 +626,13 @@ def test_run_beside_stops_at_the_first_error_and_restores_the_threads():
 
     with _with_threads(2):
         with pytest.raises(ValueError, match="job 3"):
-            observed.run_beside([], [job(n) for n in range(100)], 2)
+            threads.run_beside([], [job(n) for n in range(100)], 2)
         assert torch.get_num_threads() == 2
         assert 3 in ran and len(ran) < 100  # no lane took many jobs after the failure
         # A lane's job may itself run work beside it: on a worker that runs on its own thread, not waiting
         # for lanes queued behind it.
         inner = []
-        observed.run_beside([lambda: observed.run_beside([], [lambda: inner.append(1)] * 3, 2)],
+        threads.run_beside([lambda: threads.run_beside([], [lambda: inner.append(1)] * 3, 2)],
                             [lambda: inner.append(2)] * 3, 2)
         assert sorted(inner) == [1, 1, 1, 2, 2, 2]
 

@@ -12,16 +12,14 @@ the item side tiled on the CPU.
 
 from __future__ import annotations
 
-import os
-import threading
 import warnings
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 
 import torch
 
+from .._threads import run_beside, workers
 
 #: Bytes of dense rows that one tile of an item-side product reads from (about
 #: a core's L2 cache). An item's raters are scattered over the whole user
@@ -267,48 +265,19 @@ PARALLEL_GATHER = 2 ** 20
 #: and its memory comes fresh (750 more new pages in ML-1M's first epoch).
 PARALLEL_CUT = 2 ** 20
 
-_pool = (None, 0)  # worker threads kept for the process beside the calling one, and how many
-_pool_lock = threading.Lock()
-_in_worker = threading.local()  # set on a worker while it runs a lane of run_beside
-
-
-def _forget_pool():
-    # A forked child inherits the pool but none of its threads: work sent to it would never run.
-    global _pool, _pool_lock
-    _pool, _pool_lock = (None, 0), threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _workers(n: int) -> ThreadPoolExecutor:
-    """A pool of at least ``n`` worker threads, kept for the process.
-
-    Kept rather than made per call: a new thread's memory comes from a new
-    allocator arena, whose pages are fresh (ML-10M's tile cut on two new
-    threads: 27k page faults against 9k on the calling thread).
-    """
-    global _pool
-    with _pool_lock:
-        if _pool[1] < n:
-            _pool = (ThreadPoolExecutor(n, thread_name_prefix="surprise_torch"), n)
-        return _pool[0]
-
-
 def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``out = values[order]`` for 1-D tensors, split over torch's CPU threads when it is large.
 
     torch runs a 1-D ``index_select`` on one thread; at ML-10M's size it
     took 29 ms an epoch (a fifth of TorchSVD's epoch once the products ran
     as embedding bags), 17 ms in two halves on two threads. Each part runs
-    in a worker thread (:func:`_workers`; torch releases the GIL), the last
+    in a worker thread (:func:`~surprise_torch._threads.workers`; torch releases the GIL), the last
     in the caller's.
     """
     parts = torch.get_num_threads() if values.device.type == "cpu" and order.numel() >= PARALLEL_GATHER else 1
     if parts <= 1:
         return torch.index_select(values, 0, order, out=out)
-    pool = _workers(parts - 1)
+    pool = workers(parts - 1)
     bounds = [order.numel() * p // parts for p in range(parts + 1)]
     futures = [pool.submit(torch.index_select, values, 0, order[a:b], out=out[a:b])
                for a, b in zip(bounds[:-2], bounds[1:-1])]
@@ -316,76 +285,6 @@ def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torc
     for future in futures:
         future.result()
     return out
-
-
-def run_beside(first: list, jobs: list, lanes: int) -> None:
-    """Run ``first`` on a worker thread, and ``jobs`` on ``lanes`` lanes, each lane one torch thread.
-
-    The calling thread is a lane; the worker lanes (:func:`_workers`) run
-    ``first``, then take ``jobs`` as the calling one does, the next whenever
-    one finishes. A worker allocates from its own arena, whose pages are
-    fresh the first time, so the worker starts with ``first``: the work
-    that allocates least. With one lane, everything runs on the calling
-    thread as it is, as it does on a worker (a lane waiting for lanes queued
-    behind it on the same workers could wait for ever).
-
-    Parameters
-    ----------
-    first : list of callable
-        Run in order on one worker lane before it takes any of ``jobs``.
-    jobs : list of callable
-        Independent jobs, each run once, in any order, on any lane.
-    lanes : int
-        Lanes, the calling thread's included: the threads the work may use.
-
-    Raises
-    ------
-    Exception
-        The first exception a lane raised, once every lane has stopped (no
-        lane takes another job after it).
-    """
-    if lanes <= 1 or getattr(_in_worker, "active", False):
-        for job in [*first, *jobs]:
-            job()
-        return
-    pending, lock, failed = iter(jobs), threading.Lock(), threading.Event()
-
-    def lane(start=(), worker=False):
-        _in_worker.active = worker
-        try:
-            for job in start:
-                job()
-            while not failed.is_set():
-                with lock:
-                    job = next(pending, None)
-                if job is None:
-                    return
-                job()
-        except BaseException:
-            failed.set()
-            raise
-        finally:
-            _in_worker.active = False
-
-    previous = torch.get_num_threads()
-    # One thread per lane before any lane starts: a worker's torch call on more would start a second
-    # OpenMP team beside the caller's.
-    torch.set_num_threads(1)
-    try:
-        futures = [_workers(lanes - 1).submit(lane, first if w == 0 else (), True)
-                   for w in range(lanes - 1)]
-        error = None
-        try:
-            lane()
-        except BaseException as exc:
-            error = exc
-        for future in futures:  # every lane stops before the threads are restored
-            if future.exception() is not None and error is None:
-                error = future.exception()
-        if error is not None:
-            raise error
-    finally:
-        torch.set_num_threads(previous)
 
 
 def kept_chunks(kept: dict, key, crow: torch.Tensor, cols: torch.Tensor, row_bytes: int) -> list:
@@ -517,7 +416,7 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
 
     Each tile is cut on its own, on one thread; on the CPU the tiles of a
     large pattern (:data:`PARALLEL_CUT`) are shared out among as many lanes
-    as torch has threads (see :func:`run_beside`). torch's two-thread sort of a tile is three times
+    as torch has threads (see :func:`~surprise_torch._threads.run_beside`). torch's two-thread sort of a tile is three times
     slower in some processes than in others (ML-10M: 26 or 80-90 ms for all
     tiles), the largest source of spread in TorchSVD's first epoch; tiles
     sorted on one thread each, two at a time, took 26-29 ms in every process.
