@@ -265,14 +265,16 @@ PARALLEL_GATHER = 2 ** 20
 #: and its memory comes fresh (750 more new pages in ML-1M's first epoch).
 PARALLEL_CUT = 2 ** 20
 
+
 def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``out = values[order]`` for 1-D tensors, split over torch's CPU threads when it is large.
 
     torch runs a 1-D ``index_select`` on one thread; at ML-10M's size it
     took 29 ms an epoch (a fifth of TorchSVD's epoch once the products ran
     as embedding bags), 17 ms in two halves on two threads. Each part runs
-    in a worker thread (:func:`~surprise_torch._threads.workers`; torch releases the GIL), the last
-    in the caller's.
+    in a worker thread kept for the process
+    (:func:`~surprise_torch._threads.workers`; torch releases the GIL), the
+    last in the caller's.
     """
     parts = torch.get_num_threads() if values.device.type == "cpu" and order.numel() >= PARALLEL_GATHER else 1
     if parts <= 1:
@@ -416,10 +418,11 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
 
     Each tile is cut on its own, on one thread; on the CPU the tiles of a
     large pattern (:data:`PARALLEL_CUT`) are shared out among as many lanes
-    as torch has threads (see :func:`~surprise_torch._threads.run_beside`). torch's two-thread sort of a tile is three times
-    slower in some processes than in others (ML-10M: 26 or 80-90 ms for all
-    tiles), the largest source of spread in TorchSVD's first epoch; tiles
-    sorted on one thread each, two at a time, took 26-29 ms in every process.
+    as torch has threads (see :func:`~surprise_torch._threads.run_beside`).
+    torch's two-thread sort of a tile is three times slower in some
+    processes than in others (ML-10M: 26 or 80-90 ms for all tiles), the
+    largest source of spread in TorchSVD's first epoch; tiles sorted on one
+    thread each, two at a time, took 26-29 ms in every process.
 
     Parameters
     ----------
