@@ -222,19 +222,39 @@ class CSRProduct:
         if out is None:
             out, add = dense.new_empty((self.shape[0], dense.shape[1])), False
         row_bytes = dense.shape[1] * dense.element_size()
-        tile = tile_columns(self.shape, self.nnz, row_bytes, dense.device)
-        if not self.tiled or tile is None:
+        tiling = self.prepare(dense)
+        if tiling is None:
             crow, cols, order = self._untiled()
             ordered = values if order is None else self._reorder(values, order)
             return bag_product(self._chunks(None, crow, cols, row_bytes), ordered, dense, out, add)
-        if tile not in self._tilings:
-            self._tilings[tile] = self._cut(tile)
-        order, parts = self._tilings[tile]
+        tile, (order, parts) = tiling
         ordered = self._reorder(values, order)
         for t, (start, end, crow, cols, first, width) in enumerate(parts):
             bag_product(self._chunks((tile, t), crow, cols, row_bytes), ordered[start:end],
                         dense[first:first + width], out, add or t > 0)
         return out
+
+    def prepare(self, dense: torch.Tensor, alongside=()):
+        """The tiling that products with ``dense``'s rows use, cut now if it is not yet.
+
+        ``alongside`` (callables) run in the same lanes as the cut; without a
+        cut to make, on the calling thread.
+
+        Returns
+        -------
+        tuple or None
+            ``(tile, (order, parts))`` (see :func:`cut_tiles`), or None where
+            the products run untiled.
+        """
+        tile = tile_columns(self.shape, self.nnz, dense.shape[1] * dense.element_size(), dense.device)
+        if not self.tiled or tile is None:
+            tile = None
+        elif tile not in self._tilings:
+            self._tilings[tile] = self._cut(tile, alongside)
+            alongside = ()
+        for job in alongside:
+            job()
+        return None if tile is None else (tile, self._tilings[tile])
 
     def _untiled(self):
         """The whole pattern's row pointers and columns, and the order its values come in (None: as given)."""
@@ -251,8 +271,10 @@ class CSRProduct:
             self._ordered = torch.empty_like(values)
         return gather(values, order, self._ordered)
 
-    def _cut(self, tile):
-        """The nonzeros reordered by (column tile, row, column), and each tile's CSR pattern."""
+    def _cut(self, tile, alongside=()):
+        """The nonzeros reordered by (column tile, row, column), and each tile's CSR pattern, after ``alongside``."""
+        for job in alongside:
+            job()
         return cut_tiles(self.crow, self.cols, self.shape, tile, self.order)
 
 
@@ -357,16 +379,6 @@ class _TransposedProduct(CSRProduct):
     def _cut(self, tile, alongside=()):
         # The items as narrowed once for the counts: no second conversion.
         return cut_transposed_tiles(self.obs.user_crow, self.obs._item_keys, self.obs.shape, tile, alongside)
-
-    def prepare(self, dense: torch.Tensor, alongside=()) -> None:
-        """Cut the tiling that products with ``dense``'s rows use (if any, and not cut yet), running
-        ``alongside`` in the same lanes; without a cut to make, ``alongside`` runs on the calling thread."""
-        tile = tile_columns(self.shape, self.nnz, dense.shape[1] * dense.element_size(), dense.device)
-        if tile is None or tile in self._tilings:
-            for job in alongside:
-                job()
-            return
-        self._tilings[tile] = self._cut(tile, alongside)
 
 
 def tile_columns(shape, nnz: int, row_bytes: int, device) -> int | None:
