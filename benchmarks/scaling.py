@@ -119,12 +119,13 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, 
         stamps.append(time.perf_counter())
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
+    fit = functools.partial(train_on_arrays, algo._trainer, users, items, ratings, n_users=n_users,
+                            n_items=n_items, layout=layout, device=dev, dtype=torch.float32, random_state=0,
+                            callback=on_epoch, **kwargs)
     faults_at_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     try:
-        model = train_on_arrays(algo._trainer, users, items, ratings, n_users=n_users, n_items=n_items,
-                                layout=layout, device=dev, dtype=torch.float32, random_state=0,
-                                callback=on_epoch, **kwargs)
+        model = fit()
     except MemoryError as exc:
         return out | {"status": "refused", "reason": str(exc)}
     per_epoch = np.diff([start] + stamps)
@@ -147,8 +148,7 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, 
     for _ in range(fits - 1):
         stamps.clear()
         start = time.perf_counter()
-        train_on_arrays(algo._trainer, users, items, ratings, n_users=n_users, n_items=n_items, layout=layout,
-                        device=dev, dtype=torch.float32, random_state=0, callback=on_epoch, **kwargs)
+        fit()
         per_epoch = np.diff([start] + stamps)
         out |= {"next_fit_first_epoch_s": float(per_epoch[0]),
                 "next_fit_epoch_s": float(np.median(per_epoch[1:] if epochs > 1 else per_epoch))}
