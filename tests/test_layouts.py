@@ -68,6 +68,22 @@ def test_csr_columns_out_of_order_within_rows_give_the_same_model(monkeypatch):
         observed_ratings(repeated)
 
 
+def test_csr_tensors_of_checked_arrays_are_not_checked_again(monkeypatch):
+    import surprise_torch.trainers._observed as observed
+
+    users, items, ratings, n_users, n_items = random_arrays()
+    checked = arrays_module.as_rating_arrays(users, items, ratings, n_users, n_items)
+    vouched, _ = arrays_module.ratings_tensor(checked, "sparse", torch.device("cpu"), torch.float64)
+    calls = []
+    monkeypatch.setattr(observed, "_ascending_within_rows", lambda crow, cols: calls.append(1) or True)
+    obs, values = observed_ratings(vouched)
+    assert calls == [] and torch.equal(values, vouched.values())
+    # The same indices in a tensor nobody vouched for are checked.
+    unvouched = observed.csr_tensor(vouched.crow_indices(), vouched.col_indices(), vouched.values(), vouched.shape)
+    observed_ratings(unvouched)
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("where", [1, 3, 4, 5])
 def test_the_ascending_check_finds_a_step_down_anywhere_across_chunks(monkeypatch, where):
     import surprise_torch.trainers._observed as observed

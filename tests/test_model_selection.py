@@ -78,6 +78,24 @@ def test_stacked_svd_fits_equal_lone_fits(implicit):
     assert models[2].diverged is not None and models[0].diverged is None
 
 
+def test_a_stacked_fit_unsound_from_the_start_keeps_the_mean_model():
+    problems = _problems()
+    # Fit 1's squared errors overflow from the first epoch: no state of it is ever sound.
+    problems[1] = (*problems[1][:2], problems[1][2] * 1e200, *problems[1][3:])
+    ratings, stack = _stacked(problems)
+    shared = dict(n_factors=4, n_epochs=4, on_divergence="recover")
+    models = train_svd_stacked(ratings, stack=stack, generator=[torch.Generator().manual_seed(b) for b in range(3)],
+                               **shared)
+    assert models[1].diverged is not None and "epoch 1" in models[1].diverged
+    for name in ("pu", "qi", "bu", "bi"):
+        assert not getattr(models[1], name).any(), name  # the mean model
+    for b in (0, 2):
+        users, items, values, n_users, n_items = problems[b]
+        alone = train_svd(_coo(users, items, values, n_users, n_items), generator=torch.Generator().manual_seed(b),
+                          **shared)
+        _assert_same_model(models[b], alone, 1e-10)
+
+
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])
 @pytest.mark.parametrize("biased", [True, False])
 def test_stacked_als_fits_equal_lone_fits(biased, solver):

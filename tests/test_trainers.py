@@ -593,8 +593,10 @@ def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one(monkeypatch):
             assert torch.get_num_threads() == lanes  # restored
     # The side job ran once per cut: on the calling thread alone, on a worker beside it.
     assert ran[:2] == [threading.get_ident()] * 2 and ran[2] != threading.get_ident()
-    (order_1, parts_1), (order_2, parts_2) = cuts[1], cuts[2]
+    (order_1, parts_1, counts_1), (order_2, parts_2, counts_2) = cuts[1], cuts[2]
     assert torch.equal(order_1, order_2) and len(parts_1) == len(parts_2) == 11
+    # The tiles' counts, summed, are each item's ratings.
+    assert torch.equal(counts_1, mask.sum(0)) and torch.equal(counts_2, counts_1)
     for part_1, part_2 in zip(parts_1, parts_2):
         assert part_1[:2] == part_2[:2] and part_1[4:] == part_2[4:]
         assert torch.equal(part_1[2], part_2[2]) and torch.equal(part_1[3], part_2[3])

@@ -126,17 +126,24 @@ def fit_list(value, n_fits: int, name: str) -> list:
     return [value] * n_fits
 
 
-def keep_rows(kept: list, live, sides: list, stack: Stack, fits: list):
+def keep_rows(kept: list, live, sides: list, stack: Stack, fits: list, first: bool = False):
     """Copy the listed fits' rows of each ``live`` tensor (indexed by users or items, per ``sides``) into ``kept``.
 
     How trainers snapshot each fit's last sound state: a fit that blows up
     later, or whose epochs are over while others go on, keeps these rows.
+    With ``first`` (``kept`` not yet written: allocated empty, so that its
+    pages are touched once, by this copy, not also by zeroing), the other
+    fits' rows are zeroed: the mean model.
     """
     with torch.no_grad():
         if len(fits) == stack.n_fits:
             for snapshot, tensor in zip(kept, live):
                 snapshot.copy_(tensor)
             return
-        for b in fits:
+        for b in (fits if not first else range(stack.n_fits)):
             for snapshot, tensor, side in zip(kept, live, sides):
-                stack.select(snapshot, side, b).copy_(stack.select(tensor, side, b))
+                rows = stack.select(snapshot, side, b)
+                if b in fits:
+                    rows.copy_(stack.select(tensor, side, b))
+                else:
+                    rows.zero_()

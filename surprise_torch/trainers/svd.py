@@ -157,7 +157,6 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     stack.check(ratings.shape)
     k = n_factors
     obs, values = observed_ratings(ratings, mask)
-    count_u, count_i = obs.counts(dtype)
     fits = range(stack.n_fits)
     n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
     mus, target = centred(values, n_r, biased)
@@ -185,6 +184,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # rows of pa) are cut on the others meanwhile. ML-10M, medians of six processes: 89 ms for both in a
     # process's first fit, 70 in its next, against about 30 ms of draws and then a 60-140 ms cut.
     obs.prepare_item_product(pa, alongside=[draw])
+    count_u, count_i = obs.counts(dtype)  # after the cut, whose tiles count the items' ratings
     params = {"pu": pa[:, :k], "qi": qa[:, :k]}
     weights = {"pu": count_u, "qi": count_i}
     rows = {"pu": n_u, "bu": n_u, "qi": n_i, "bi": n_i, "yj": n_i}
@@ -262,7 +262,8 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     histories = [{} for _ in fits]
     live = [t for t in (pa, qa, params.get("yj")) if t is not None]
     sides = ["users", "items", "items"]
-    kept = [torch.zeros_like(t) for t in live]  # each fit's last sound state (zeros: the mean model)
+    # Each fit's last sound state; written at the first judgement (zeros, the mean model, if none is sound).
+    kept = [torch.empty_like(t) for t in live]
     running = set(fits)
     for epoch in range(1, max(n_epochs) + 2):
         err, ea, metrics = measure()
@@ -286,7 +287,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
             else:
                 running.discard(b)
                 truncate(histories[b], epoch - 2)  # epoch - 1's eval_rmse was of the state now dropped
-        keep_rows(kept, live, sides, stack, sound)
+        keep_rows(kept, live, sides, stack, sound, first=epoch == 1)
         if not stepping:
             break
         # Predictions at the observed entries only (a sampled product), then
