@@ -481,7 +481,7 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
     order = torch.empty(nnz, dtype=narrow, device=cols.device)
     lengths = crow.diff().to(narrow)
     parts = [None] * (len(bounds) - 1)
-    counts = [cols.new_zeros(n_cols, dtype=torch.int64)] + [None] * len(parts)
+    counts = [cols.new_zeros(n_cols, dtype=torch.int64)] + [None] * len(parts)  # each tile's; zeros if none
 
     def cut(t, start, end):
         # A tile is a contiguous run of whole rows, sorted by row: a stable sort by column orders it
