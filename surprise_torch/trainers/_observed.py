@@ -178,7 +178,7 @@ class Observed:
     def _take_item_counts(self, counts: torch.Tensor) -> None:
         """Take each item's ratings, counted by a tile cut, as :attr:`item_crow`'s source: no count of its own."""
         if "item_crow" not in self.__dict__:
-            self.__dict__["item_crow"] = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            self.__dict__["item_crow"] = _counts_crow(counts)
 
 
 class CSRProduct:
@@ -481,7 +481,7 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
     order = torch.empty(nnz, dtype=narrow, device=cols.device)
     lengths = crow.diff().to(narrow)
     parts = [None] * (len(bounds) - 1)
-    counts = [cols.new_zeros(n_cols, dtype=torch.int64)] + [None] * len(parts)  # each tile's; zeros if none
+    counts = [None] * len(parts)  # each tile's nonzeros per column
 
     def cut(t, start, end):
         # A tile is a contiguous run of whole rows, sorted by row: a stable sort by column orders it
@@ -493,8 +493,8 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
         # every tile, against 19 ms searching the sorted columns).
         tile_crow = torch.empty(n_cols + 1, dtype=narrow, device=cols.device)
         tile_crow[0] = 0
-        counts[t + 1] = torch.bincount(keys[start:end], minlength=n_cols)
-        torch.cumsum(counts[t + 1], 0, dtype=narrow, out=tile_crow[1:])
+        counts[t] = torch.bincount(keys[start:end], minlength=n_cols)
+        torch.cumsum(counts[t], 0, dtype=narrow, out=tile_crow[1:])
         # Each nonzero's row within the tile, from the row lengths (no array of every nonzero's row).
         rows = torch.repeat_interleave(torch.arange(width, dtype=narrow, device=cols.device),
                                        lengths[first:first + width])
@@ -505,7 +505,8 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
     jobs = [partial(cut, t, start, end) for t, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))]
     lanes = torch.get_num_threads() if cols.device.type == "cpu" and nnz >= PARALLEL_CUT else 1
     run_beside(list(alongside), jobs, lanes)
-    return order, parts, torch.stack(counts).sum(0)
+    total = torch.stack(counts).sum(0) if counts else cols.new_zeros(n_cols, dtype=torch.int64)
+    return order, parts, total
 
 
 class NormalOperator:
@@ -677,7 +678,11 @@ def _row_ids(crow: torch.Tensor) -> torch.Tensor:
 
 def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """CSR row pointers of entries in these rows, once they are sorted by row (in any order now)."""
-    counts = torch.bincount(rows, minlength=n_rows)
+    return _counts_crow(torch.bincount(rows, minlength=n_rows))
+
+
+def _counts_crow(counts: torch.Tensor) -> torch.Tensor:
+    """CSR row pointers of rows holding ``counts`` entries each."""
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 

@@ -140,7 +140,7 @@ def keep_rows(kept: list, live, sides: list, stack: Stack, fits: list, first: bo
             for snapshot, tensor in zip(kept, live):
                 snapshot.copy_(tensor)
             return
-        for b in (fits if not first else range(stack.n_fits)):
+        for b in range(stack.n_fits) if first else fits:
             for snapshot, tensor, side in zip(kept, live, sides):
                 rows = stack.select(snapshot, side, b)
                 if b in fits:
