@@ -22,7 +22,7 @@ from ._data import RatingArrays, available_bytes, cache_bytes, dense_bytes, tens
 from ._threads import lanes_running, thread_policy
 from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_bayes_mf,
                        train_nmf, train_svd)
-from .trainers._common import sum64
+from .trainers._common import mean_and_deviation64, sum64
 from .trainers._observed import csr_tensor, index_dtype
 
 __all__ = ["train_on_arrays", "train_rating_arrays", "train_stacked", "ratings_tensor", "choose_layout",
@@ -233,7 +233,9 @@ def _ordered(users: np.ndarray, items: np.ndarray, n_items: int) -> bool:
     users, items = tensor_view(users), tensor_view(items)
     previous = -1
     for start in range(0, len(users), _ORDER_CHUNK):
-        keys = users[start:start + _ORDER_CHUNK].long() * n_items + items[start:start + _ORDER_CHUNK]
+        # One pass for the keys: items + n_items * users (ML-10M: 9.5 against 11 ms for the check).
+        keys = torch.add(items[start:start + _ORDER_CHUNK].long(), users[start:start + _ORDER_CHUNK].long(),
+                         alpha=n_items)
         if keys[0] <= previous or bool((keys[1:] <= keys[:-1]).any()):
             return False
         previous = keys[-1]
@@ -333,8 +335,12 @@ def train_rating_arrays(trainer, arrays: RatingArrays, *, layout="auto", device=
         start = time.perf_counter()
         tensor, mask = ratings_tensor(scale.standardise(arrays), chosen, dev, dt)
         to_tensors_s = _synchronised(dev, start)
-        if "on_divergence" in inspect.signature(trainer).parameters:
+        accepts = inspect.signature(trainer).parameters
+        if "on_divergence" in accepts:
             params["on_divergence"] = "raise" if on_divergence == "raise" else "recover"
+        if "overwrite_ratings" in accepts:
+            # The tensor's values are the standardised copy made above, read by nothing else.
+            params["overwrite_ratings"] = True
         try:
             model = trainer(tensor, mask, **params)
         except TrainingDivergedError as exc:
@@ -410,7 +416,8 @@ def train_stacked(trainer, datasets: list, per_fit: list, *, layout="auto", devi
         check_fits(trainer, arrays.n_users, arrays.n_items, len(arrays.ratings), dt, chosen, dev, **sizing)
         need.append(training_bytes(trainer, arrays.n_users, arrays.n_items, len(arrays.ratings), dt, chosen, **sizing))
     scales = [_scale_of(trainer, arrays, params) for arrays in datasets]
-    if "on_divergence" in inspect.signature(trainer.stacked).parameters:
+    stacked_accepts = inspect.signature(trainer.stacked).parameters
+    if "on_divergence" in stacked_accepts:
         # Every fit of a round goes on when one blows up; "raise" is decided below, naming the fit.
         params["on_divergence"] = "recover"
     models = [None] * len(datasets)
@@ -422,7 +429,9 @@ def train_stacked(trainer, datasets: list, per_fit: list, *, layout="auto", devi
             start = time.perf_counter()
             tensor, mask = ratings_tensor(arrays, chosen, dev, dt)
             to_tensors_s = _synchronised(dev, start)
-            fitted = trainer.stacked(tensor, mask, stack=stack, **lists, **params)
+            # The tensor's values are the stacked copy of the standardised ratings, read by nothing else.
+            overwrite = {"overwrite_ratings": True} if "overwrite_ratings" in stacked_accepts else {}
+            fitted = trainer.stacked(tensor, mask, stack=stack, **lists, **params, **overwrite)
             round_s = _synchronised(dev, start) - to_tensors_s
         for b, model in zip(members, fitted):
             model = scales[b].restore(model)
@@ -545,8 +554,11 @@ class RatingScale:
             center, spread = 0.0, max(map(abs, _range(ratings))) / NONNEGATIVE_TOP
         else:
             values = tensor_view(ratings)
-            center = sum64(values) / values.numel() if centred else 0.0
-            spread = math.sqrt(sum64(values, center, square=True) / values.numel())
+            if centred:
+                center, squares = mean_and_deviation64(values)
+            else:
+                center, squares = 0.0, sum64(values, square=True)
+            spread = math.sqrt(squares / values.numel())
         # All ratings equal (to the center): any spread standardises them to 0.
         return cls(center, spread if spread > 0 and math.isfinite(spread) else 1.0)
 

@@ -84,6 +84,39 @@ def test_csr_tensors_of_checked_arrays_are_not_checked_again(monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.parametrize("name,trainer,extra", TRAINERS[:4], ids=[t[0] for t in TRAINERS[:4]])
+def test_trainers_overwrite_sparse_ratings_only_when_allowed(name, trainer, extra):
+    users, items, ratings, n_users, n_items = random_arrays()
+    dense = torch.zeros(n_users, n_items, dtype=torch.float64)
+    dense[users, items] = torch.from_numpy(ratings)
+    kept, overwritten = _csr(dense), _csr(dense)
+    fits = [trainer(r, n_factors=3, n_epochs=5, generator=torch.Generator().manual_seed(0), overwrite_ratings=o,
+                    **extra) for r, o in ((kept, False), (overwritten, True))]
+    assert torch.equal(kept.values(), torch.from_numpy(ratings)[np.lexsort((items, users))])
+    # Allowed to, the trainer centred them where they were; the model is the same to the last bit.
+    torch.testing.assert_close(overwritten.values(), kept.values() - fits[0].global_mean, rtol=0, atol=1e-15)
+    for name in ("pu", "qi", "bu", "bi"):
+        torch.testing.assert_close(getattr(fits[1], name), getattr(fits[0], name), rtol=0, atol=0)
+
+
+def test_training_on_arrays_lets_the_trainer_overwrite_only_its_own_copy():
+    users, items, ratings, n_users, n_items = random_arrays()
+    seen = []
+
+    def trainer(tensor, mask=None, *, overwrite_ratings=False, **params):
+        seen.append(overwrite_ratings)
+        return train_svd(tensor, mask, overwrite_ratings=overwrite_ratings, **params)
+
+    trainer.memory_bytes = train_svd.memory_bytes
+    for dtype in (np.float32, np.float64):  # float32 ratings reach the trainer's dtype without a conversion copy
+        given = ratings.astype(dtype)
+        before = given.copy()
+        train_on_arrays(trainer, users, items, given, n_users=n_users, n_items=n_items, layout="sparse",
+                        dtype=torch.float32, n_factors=3, n_epochs=2, random_state=0)
+        np.testing.assert_array_equal(given, before)
+    assert seen == [True, True]
+
+
 @pytest.mark.parametrize("where", [1, 3, 4, 5])
 def test_the_ascending_check_finds_a_step_down_anywhere_across_chunks(monkeypatch, where):
     import surprise_torch.trainers._observed as observed

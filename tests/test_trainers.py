@@ -440,6 +440,27 @@ def test_fit_means_are_float64_sums_in_chunks(dtype):
     assert means == pytest.approx([float(values[:400].double().mean()), float(values[400:].double().mean())],
                                   rel=1e-14)
     torch.testing.assert_close(target[:400], values[:400] - means[0])
+    # Centred in place: the same values, in the given tensor.
+    scratch = values.clone()
+    means_in_place, in_place = centred(scratch, [400, 601], biased=True, inplace=True)
+    assert means_in_place == means and in_place.data_ptr() == scratch.data_ptr()
+    assert torch.equal(in_place, target)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_mean_and_its_squared_deviations_in_one_pass_equal_two_passes(dtype):
+    from surprise_torch.trainers._common import mean_and_deviation64, sum64
+
+    gen = torch.Generator().manual_seed(6)
+    # Far from zero: the chunks' squares about their own means must be moved to the common mean exactly.
+    values = (torch.rand(1001, generator=gen, dtype=torch.float64) * 4 + 1000).to(dtype)
+    before = values.clone()
+    mean, squares = mean_and_deviation64(values, chunk=7)
+    assert mean == sum64(values, chunk=7) / 1001  # to the last bit
+    assert squares == pytest.approx(sum64(values, mean, square=True), rel=1e-12)
+    assert torch.equal(values, before)
+    assert mean_and_deviation64(values[:0]) == (0.0, 0.0)
+    assert mean_and_deviation64(values[:1])[1] == 0.0
 
 
 @pytest.mark.parametrize("chunk", [16, 48, 2 ** 18])

@@ -96,13 +96,16 @@ def per_row(values, lengths: list, like: torch.Tensor):
     return torch.repeat_interleave(torch.tensor(values, dtype=like.dtype, device=like.device), counts)
 
 
-def centred(values: torch.Tensor, lengths: list, biased: bool):
+def centred(values: torch.Tensor, lengths: list, biased: bool, inplace: bool = False):
     """Each fit's mean rating (0 without biases) and the ratings less their own fit's mean.
 
-    ``values`` hold the fits' ratings one fit after another, ``lengths`` of each.
+    ``values`` hold the fits' ratings one fit after another, ``lengths`` of
+    each; with ``inplace`` they are centred where they are (the same values
+    as a copy's, without a new rating-sized buffer).
     """
     means = [sum64(part) / part.numel() if biased and part.numel() else 0.0 for part in values.split(lengths)]
-    return means, values - per_row(means, lengths, values)
+    shift = per_row(means, lengths, values)
+    return means, values.sub_(shift) if inplace else values - shift
 
 
 def per_fit(values: torch.Tensor, lengths: list, square: bool = False) -> torch.Tensor:

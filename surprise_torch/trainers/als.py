@@ -90,7 +90,8 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
               reg_bi: float = 0.06, weighted_reg: bool = True, init_mean: float = 0.0,
               init_std_dev: float = 0.1, generator: torch.Generator | None = None,
               eval_data: EvalData | None = None, callback: EpochCallback | None = None,
-              group=None, on_divergence: str = "raise", solver: str = "cg", cg_steps: int = 3) -> MFModel:
+              group=None, on_divergence: str = "raise", solver: str = "cg", cg_steps: int = 3,
+              overwrite_ratings: bool = False) -> MFModel:
     """Fit ``r_ui ~ mu + bu + bi + pu . qi`` (or ``pu . qi``) by alternating least squares.
 
     Minimises ``sum (r_ui - est)^2 + sum_u s_u (reg |pu|^2 + reg_bu bu^2)
@@ -154,6 +155,9 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         README for its held-out RMSE against exact solves.
     cg_steps : int, default 3
         Conjugate-gradient steps per half-sweep with ``solver="cg"``.
+    overwrite_ratings : bool, default False
+        Centre the values of a sparse ``ratings`` tensor where they are,
+        instead of in a copy (see :func:`~surprise_torch.train_svd`).
 
     Returns
     -------
@@ -168,14 +172,14 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
                     biased=biased, reg=[reg], reg_bu=[reg_bu], reg_bi=[reg_bi], weighted_reg=weighted_reg,
                     init_mean=init_mean, init_std_dev=init_std_dev, generators=[generator], eval_data=eval_data,
                     callback=callback, group=group, on_divergence=on_divergence, solver=solver,
-                    cg_steps=cg_steps)[0]
+                    cg_steps=cg_steps, overwrite_ratings=overwrite_ratings)[0]
 
 
 def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
                       n_factors: int = 20, n_epochs=10, biased: bool = True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
                       weighted_reg: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
                       generator=None, group=None, on_divergence: str = "raise", solver: str = "cg",
-                      cg_steps: int = 3) -> list:
+                      cg_steps: int = 3, overwrite_ratings: bool = False) -> list:
     """Fit several independent ALS models at once, stacked block-diagonally.
 
     ``ratings`` holds every fit's ratings in its own diagonal block (see
@@ -198,7 +202,7 @@ def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
         Regularisation of every fit, or of each.
     generator : torch.Generator or list of torch.Generator, optional
         One generator per fit for the initial factors.
-    n_factors, biased, weighted_reg, init_mean, init_std_dev, on_divergence, solver, cg_steps
+    n_factors, biased, weighted_reg, init_mean, init_std_dev, on_divergence, solver, cg_steps, overwrite_ratings
         As for :func:`train_als`, shared by every fit.
     group : None
         Stacked fits train in one process; anything but None is refused.
@@ -214,11 +218,13 @@ def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
                     biased=biased, reg=fit_list(reg, n, "reg"), reg_bu=fit_list(reg_bu, n, "reg_bu"),
                     reg_bi=fit_list(reg_bi, n, "reg_bi"), weighted_reg=weighted_reg, init_mean=init_mean,
                     init_std_dev=init_std_dev, generators=fit_list(generator, n, "generator"), eval_data=None,
-                    callback=None, group=group, on_divergence=on_divergence, solver=solver, cg_steps=cg_steps)
+                    callback=None, group=group, on_divergence=on_divergence, solver=solver, cg_steps=cg_steps,
+                    overwrite_ratings=overwrite_ratings)
 
 
 def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, reg_bi, weighted_reg, init_mean,
-             init_std_dev, generators, eval_data, callback, group, on_divergence, solver, cg_steps):
+             init_std_dev, generators, eval_data, callback, group, on_divergence, solver, cg_steps,
+             overwrite_ratings=False):
     """The ALS trainer for ``stack.n_fits`` stacked fits (one for :func:`train_als`); per-fit lists of
     ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi`` and ``generators``."""
     device, dtype = ratings.device, ratings.dtype
@@ -243,7 +249,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
     # A fit's ratings are contiguous in item-major order too, as its items are.
     n_r_items = stack.rating_lengths(obs.item_crow, "items")
-    mus, target = centred(values, n_r, biased)
+    mus, target = centred(values, n_r, biased, inplace=overwrite_ratings)
     d = k + 1 if biased else k
     user_side = _Side.of_users(obs, target, comm, d, exact)
     item_side = _Side.of_items(obs, target, comm, d, exact)

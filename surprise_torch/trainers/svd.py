@@ -32,7 +32,7 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
               init_std_dev: float = 0.1, lr: dict | None = None, reg: dict | None = None,
               optimizer="adam", generator: torch.Generator | None = None,
               eval_data: EvalData | None = None, callback: EpochCallback | None = None,
-              on_divergence: str = "raise") -> MFModel:
+              on_divergence: str = "raise", overwrite_ratings: bool = False) -> MFModel:
     """Fit Surprise's SVD (or, with ``implicit``, SVD++) by full-batch gradient steps.
 
     The model is ``r_ui ~ mu + bu + bi + qi . (pu + |N(u)|^-1/2 sum_{j in N(u)} yj)``,
@@ -80,6 +80,11 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         training RMSE far above predicting the mean; see
         :class:`~surprise_torch.trainers._common.DivergenceGuard`): raise, or
         stop and return the last sound state with ``diverged`` set.
+    overwrite_ratings : bool, default False
+        Centre the values of a sparse ``ratings`` tensor where they are,
+        instead of in a copy: one rating-sized buffer less (ML-10M: 36 MB of
+        fresh pages). :func:`~surprise_torch.train_on_arrays` passes True for
+        the tensors it builds; the caller must not use ``ratings`` afterwards.
 
     Returns
     -------
@@ -96,13 +101,13 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     return _fit_svd(ratings, mask, Stack.single(*ratings.shape), n_factors=n_factors, n_epochs=[n_epochs],
                     biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev, lr=[lr],
                     reg=[reg], optimizer=optimizer, generators=[generator], eval_data=eval_data,
-                    callback=callback, on_divergence=on_divergence)[0]
+                    callback=callback, on_divergence=on_divergence, overwrite_ratings=overwrite_ratings)[0]
 
 
 def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
                       n_factors: int = 100, n_epochs=30, biased: bool = True, implicit: bool = False,
                       init_mean: float = 0.0, init_std_dev: float = 0.1, lr=None, reg=None, optimizer="adam",
-                      generator=None, on_divergence: str = "raise") -> list:
+                      generator=None, on_divergence: str = "raise", overwrite_ratings: bool = False) -> list:
     """Fit several independent SVD (or SVD++) models at once, stacked block-diagonally.
 
     ``ratings`` holds every fit's ratings in its own diagonal block (see
@@ -128,7 +133,7 @@ def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
     generator : torch.Generator or list of torch.Generator, optional
         One generator per fit for the initial factors (one shared generator
         draws each fit's factors in turn).
-    n_factors, biased, implicit, init_mean, init_std_dev, optimizer, on_divergence
+    n_factors, biased, implicit, init_mean, init_std_dev, optimizer, on_divergence, overwrite_ratings
         As for :func:`train_svd`, shared by every fit.
 
     Returns
@@ -142,11 +147,11 @@ def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
                     biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev,
                     lr=fit_list(lr, n, "lr"), reg=fit_list(reg, n, "reg"), optimizer=optimizer,
                     generators=fit_list(generator, n, "generator"), eval_data=None, callback=None,
-                    on_divergence=on_divergence)
+                    on_divergence=on_divergence, overwrite_ratings=overwrite_ratings)
 
 
 def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, init_mean, init_std_dev, lr, reg,
-             optimizer, generators, eval_data, callback, on_divergence):
+             optimizer, generators, eval_data, callback, on_divergence, overwrite_ratings=False):
     """The SVD trainer for ``stack.n_fits`` stacked fits (one for :func:`train_svd`); per-fit lists of
     ``n_epochs``, ``lr``, ``reg`` and ``generators``."""
     lr = [{t: 0.1 for t in _TERMS} | dict(rates or {}) for rates in lr]
@@ -159,7 +164,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     obs, values = observed_ratings(ratings, mask)
     fits = range(stack.n_fits)
     n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
-    mus, target = centred(values, n_r, biased)
+    mus, target = centred(values, n_r, biased, inplace=overwrite_ratings)
     # The residuals come out of one sampled product, predictions - target at the observed entries.
     target_csr = obs.by_user(target)
 
@@ -240,7 +245,15 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # cloning the pattern into) a new one every epoch cost a fifth of the product at ML-10M's size, the
     # subtraction another tenth.
     residuals = obs.by_user(torch.empty_like(target))
-    user_grad, item_grad = torch.empty_like(pa), torch.empty_like(qa)
+    item_grad = torch.empty_like(qa)
+    if implicit:
+        # yj's item product reorders its values while the users' gradient is being built.
+        user_grad, scratch = torch.empty_like(pa), None
+    else:
+        # One buffer serves twice an epoch: the item side's reordered residuals, then (the item product
+        # runs first) the users' gradient. ML-10M: 29 MB less memory, 7,000 fewer fresh pages a first epoch.
+        scratch = torch.empty(max(obs.nnz, pa.numel()), device=device, dtype=dtype)
+        user_grad = scratch[:pa.numel()].view_as(pa)
 
     def measure():
         """Each fit's residuals and, as lists (one host sync for all fits), loss and training RMSE now.
@@ -293,6 +306,10 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         # Predictions at the observed entries only (a sampled product), then
         # the gradients as sparse-dense products: no work on empty entries.
         # Into kept buffers, as the item side's reordered values (a fresh result faults in new pages).
+        # The item side first: its reordered residuals are dead before the users' gradient takes their memory.
+        grad_qa = obs.item_product(err, ea, out=torch.mul(qa, scale["items"], out=item_grad), add=True,
+                                   scratch=scratch)
+        grad_qa.mul_(inv["qi"])
         if implicit:
             # yj's gradient takes the users' factor gradients before their penalty.
             grad_pa = obs.user_product(err, qa, out=user_grad)
@@ -303,8 +320,6 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         else:
             grad_pa = obs.user_product(err, qa, out=torch.mul(pa, scale["users"], out=user_grad), add=True)
         grad_pa.mul_(inv["pu"])
-        grad_qa = obs.item_product(err, ea, out=torch.mul(qa, scale["items"], out=item_grad), add=True)
-        grad_qa.mul_(inv["qi"])
         if blocks is None:
             for t, p in params.items():
                 if t != "yj":
