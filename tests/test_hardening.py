@@ -268,6 +268,19 @@ def test_ratings_too_large_for_float32_say_so():
     assert np.isfinite(model.global_mean) and torch.isfinite(model.bu).all()
 
 
+def test_ratings_that_fit_their_training_dtype_by_type_are_not_measured(monkeypatch):
+    import surprise_torch.arrays as arrays_module
+
+    def no_pass(values):
+        raise AssertionError("a pass over the ratings")
+
+    monkeypatch.setattr(arrays_module, "_range", no_pass)
+    for ratings, dtype in ((np.float32, torch.float32), (np.float32, torch.float64), (np.float64, torch.float64)):
+        arrays_module._check_magnitude(np.array([3e38, 1.0], dtype=ratings), dtype)
+    with pytest.raises(AssertionError, match="a pass"):
+        arrays_module._check_magnitude(np.array([1.0, 2.0]), torch.float32)
+
+
 def test_svdpp_trains_and_predicts_with_the_same_rated_items(tmp_path_factory):
     ratings = low_rank_ratings(seed=6)
     ratings = ratings + [ratings[0], ratings[5]]  # two (user, item) pairs rated twice
