@@ -247,7 +247,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     residuals = obs.by_user(torch.empty_like(target))
     item_grad = torch.empty_like(qa)
     if implicit:
-        # yj's item product reorders its values while the users' gradient is being built.
+        # SVD++: yj's item product reorders its values while the users' gradient is live; no sharing.
         user_grad, scratch = torch.empty_like(pa), None
     else:
         # One buffer serves twice an epoch: the item side's reordered residuals, then (the item product
