@@ -10,6 +10,7 @@ import torch
 
 import surprise_torch.arrays as arrays_module
 from surprise_torch import train_als, train_nmf, train_on_arrays, train_svd
+from surprise_torch.trainers import train_svd_stacked
 from surprise_torch.trainers._observed import observed_ratings
 
 from .conftest import ALGORITHMS, FAST
@@ -94,9 +95,9 @@ def test_trainers_overwrite_sparse_ratings_only_when_allowed(name, trainer, extr
                     **extra) for r, o in ((kept, False), (overwritten, True))]
     assert torch.equal(kept.values(), torch.from_numpy(ratings)[np.lexsort((items, users))])
     # Allowed to, the trainer centred them where they were; the model is the same to the last bit.
-    torch.testing.assert_close(overwritten.values(), kept.values() - fits[0].global_mean, rtol=0, atol=1e-15)
-    for name in ("pu", "qi", "bu", "bi"):
-        torch.testing.assert_close(getattr(fits[1], name), getattr(fits[0], name), rtol=0, atol=0)
+    assert torch.equal(overwritten.values(), kept.values() - fits[0].global_mean)
+    for attr in ("pu", "qi", "bu", "bi"):
+        torch.testing.assert_close(getattr(fits[1], attr), getattr(fits[0], attr), rtol=0, atol=0)
 
 
 def test_training_on_arrays_lets_the_trainer_overwrite_only_its_own_copy():
@@ -107,14 +108,24 @@ def test_training_on_arrays_lets_the_trainer_overwrite_only_its_own_copy():
         seen.append(overwrite_ratings)
         return train_svd(tensor, mask, overwrite_ratings=overwrite_ratings, **params)
 
-    trainer.memory_bytes = train_svd.memory_bytes
-    for dtype in (np.float32, np.float64):  # float32 ratings reach the trainer's dtype without a conversion copy
+    def stacked(tensor, mask=None, *, overwrite_ratings=False, **params):
+        seen.append(overwrite_ratings)
+        return train_svd_stacked(tensor, mask, overwrite_ratings=overwrite_ratings, **params)
+
+    trainer.memory_bytes, trainer.stacked = train_svd.memory_bytes, stacked
+    # float32 ratings in float32: the standardised copy is the only one, and the trainer overwrites it.
+    for dtype in (np.float32, np.float64):
         given = ratings.astype(dtype)
         before = given.copy()
         train_on_arrays(trainer, users, items, given, n_users=n_users, n_items=n_items, layout="sparse",
                         dtype=torch.float32, n_factors=3, n_epochs=2, random_state=0)
         np.testing.assert_array_equal(given, before)
-    assert seen == [True, True]
+        parts = [arrays_module.as_rating_arrays(users[half], items[half], given[half], n_users, n_items)
+                 for half in (slice(0, 75), slice(75, None))]
+        arrays_module.train_stacked(trainer, parts, [{"n_epochs": 2}, {"n_epochs": 3}], layout="sparse", dtype=torch.float32,
+                      n_factors=3)
+        np.testing.assert_array_equal(given, before)
+    assert seen == [True, True, True, True]
 
 
 @pytest.mark.parametrize("where", [1, 3, 4, 5])
