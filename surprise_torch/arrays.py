@@ -519,7 +519,7 @@ def _default(function, name, fallback):
 
 
 def _check_magnitude(ratings: np.ndarray, dtype: torch.dtype):
-    if np.finfo(ratings.dtype).max <= torch.finfo(dtype).max:
+    if float(np.finfo(ratings.dtype).max) <= torch.finfo(dtype).max:
         return  # finite (as_rating_arrays checked) in a type no wider: they fit, no pass needed
     largest = max(map(abs, _range(ratings)))
     limit = torch.finfo(dtype).max
