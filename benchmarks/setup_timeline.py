@@ -1,0 +1,89 @@
+"""Where a fit's first epoch goes before its first step: each setup step's start and duration, in one process.
+
+``benchmarks.first_epoch`` says how a first epoch compares with the later ones
+over many processes; this says what the first one is made of. It fits once on a
+synthetic shape (as ``benchmarks.scaling`` does, the same split and defaults)
+with timers around the library's setup steps, and prints, per step, when it
+started after the fit began and how long it took, then the epochs::
+
+    python -m benchmarks.setup_timeline --shape ml-10m
+
+The steps are internal functions, wrapped here by name: a rename in the
+library shows up as an ``AttributeError`` here, not as a silently missing row.
+Steps that run on a worker thread (the initial draws, beside the item side's
+tile cut) overlap the step that started them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from .scaling import holdout_split, synthetic_ratings
+from .synthetic import SHAPES
+
+#: (module, attribute) of each timed step, in the order a fit reaches them.
+STEPS = [("surprise_torch.arrays", "as_rating_arrays"), ("surprise_torch.arrays", "_setup"),
+         ("surprise_torch.arrays", "_scale_of"), ("surprise_torch.arrays", "RatingScale.standardise"),
+         ("surprise_torch.arrays", "ratings_tensor"), ("surprise_torch.trainers.svd", "observed_ratings"),
+         ("surprise_torch.trainers.svd", "centred"), ("surprise_torch.trainers.svd", "init_factors"),
+         ("surprise_torch.trainers._observed", "Observed.prepare_item_product")]
+
+
+def timed(rows: list, patch=setattr):
+    """Wrap every step of :data:`STEPS` so that each call appends ``(name, start, end)`` to ``rows``.
+
+    ``patch(owner, name, wrapper)`` installs each wrapper (``setattr``; a
+    test passes pytest's ``monkeypatch.setattr``, which undoes it).
+    """
+    import importlib
+
+    for module_name, path in STEPS:
+        owner = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        original = getattr(owner, name)
+
+        def wrapper(*args, _original=original, _name=path, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                rows.append((_name, start, time.perf_counter()))
+
+        patch(owner, name, wrapper)
+
+
+def main(argv=None):
+    """Fit TorchSVD's trainer once with the steps timed; print the timeline in milliseconds."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="ml-10m", choices=sorted(SHAPES))
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args(argv)
+    from surprise_torch import TorchSVD, train_on_arrays
+
+    users, items, ratings, n_users, n_items = synthetic_ratings(args.shape)
+    (users, items, ratings), _ = holdout_split(users, items, ratings)
+    algo = TorchSVD()
+    rows, stamps = [], []
+    timed(rows)
+    start = time.perf_counter()
+    train_on_arrays(algo._trainer, users, items, ratings, n_users=n_users, n_items=n_items, layout="sparse",
+                    device="cpu", dtype=torch.float32, random_state=0,
+                    callback=lambda epoch, metrics: stamps.append(time.perf_counter()),
+                    **algo._trainer_kwargs() | {"n_epochs": args.epochs})
+    print(f"TorchSVD, {args.shape} shape, one fit in a fresh process (ms after the fit began)")
+    print("| step | start | duration |\n|---|---|---|")
+    for name, begin, end in rows:
+        print(f"| {name} | {(begin - start) * 1e3:.1f} | {(end - begin) * 1e3:.1f} |")
+    for epoch, (begin, end) in enumerate(zip([start] + stamps, stamps), 1):
+        print(f"| epoch {epoch} | {(begin - start) * 1e3:.1f} | {(end - begin) * 1e3:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
