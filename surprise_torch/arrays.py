@@ -420,6 +420,9 @@ def train_stacked(trainer, datasets: list, per_fit: list, *, layout="auto", devi
     if "on_divergence" in stacked_accepts:
         # Every fit of a round goes on when one blows up; "raise" is decided below, naming the fit.
         params["on_divergence"] = "recover"
+    if "overwrite_ratings" in stacked_accepts:
+        # Each round's tensor holds the stacked copy of the standardised ratings, read by nothing else.
+        params["overwrite_ratings"] = True
     models = [None] * len(datasets)
     for members in _rounds(need, available_bytes(dev), dev):
         stack = Stack.of_sizes([(datasets[b].n_users, datasets[b].n_items) for b in members])
@@ -429,9 +432,7 @@ def train_stacked(trainer, datasets: list, per_fit: list, *, layout="auto", devi
             start = time.perf_counter()
             tensor, mask = ratings_tensor(arrays, chosen, dev, dt)
             to_tensors_s = _synchronised(dev, start)
-            # The tensor's values are the stacked copy of the standardised ratings, read by nothing else.
-            overwrite = {"overwrite_ratings": True} if "overwrite_ratings" in stacked_accepts else {}
-            fitted = trainer.stacked(tensor, mask, stack=stack, **lists, **params, **overwrite)
+            fitted = trainer.stacked(tensor, mask, stack=stack, **lists, **params)
             round_s = _synchronised(dev, start) - to_tensors_s
         for b, model in zip(members, fitted):
             model = scales[b].restore(model)

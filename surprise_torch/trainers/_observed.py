@@ -175,10 +175,14 @@ class Observed:
         """Ratings per user and per item: the row lengths of the two CSR layouts."""
         return self.user_crow.diff().to(dtype), self.item_crow.diff().to(dtype)
 
-    def _take_item_counts(self, counts: torch.Tensor) -> None:
-        """Take each item's ratings, counted by a tile cut, as :attr:`item_crow`'s source: no count of its own."""
+    def _item_tiles(self, tile: int, alongside=()) -> tuple:
+        """The item-major layout cut into tiles of ``tile`` users (:func:`cut_transposed_tiles`'s order and
+        parts), beside ``alongside``. The tiles count each item's ratings anyway: their sums become
+        :attr:`item_crow`'s source, unless it is known already (ML-10M: a count of every rating saved)."""
+        order, parts, counts = cut_transposed_tiles(self.user_crow, self._item_keys, self.shape, tile, alongside)
         if "item_crow" not in self.__dict__:
             self.__dict__["item_crow"] = _counts_crow(counts)
+        return order, parts
 
 
 class CSRProduct:
@@ -387,12 +391,7 @@ class _TransposedProduct(CSRProduct):
         return *self.obs._item_index, self.obs.item_order
 
     def _cut(self, tile, alongside=()):
-        # The items as narrowed once for the tiles' sorts and counts; the tiles' counts are the items'
-        # (ML-10M: a count of every rating, 7 ms on one thread, saved).
-        order, parts, counts = cut_transposed_tiles(self.obs.user_crow, self.obs._item_keys, self.obs.shape, tile,
-                                                    alongside)
-        self.obs._take_item_counts(counts)
-        return order, parts
+        return self.obs._item_tiles(tile, alongside)
 
 
 def tile_columns(shape, nnz: int, row_bytes: int, device) -> int | None:
@@ -562,8 +561,7 @@ class NormalOperator:
         n_users = obs.shape[0]
         shape = obs.shape[::-1]
         tile = tile_columns(shape, obs.nnz, _feature_bytes(width, values), values.device) or max(n_users, 1)
-        order, parts, counts = cut_transposed_tiles(obs.user_crow, obs._item_keys, obs.shape, tile)
-        obs._take_item_counts(counts)
+        order, parts = obs._item_tiles(tile)
         operator = cls.__new__(cls)
         operator._lay_out(order, parts, values, shape)
         return operator
