@@ -1,5 +1,7 @@
 """The pure tensor trainers, against independent NumPy oracles; no Surprise involved."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -511,17 +513,13 @@ def test_a_large_gather_split_over_threads_is_index_select(monkeypatch, threads)
     import surprise_torch.trainers._observed as observed
 
     monkeypatch.setattr(observed, "PARALLEL_GATHER", 10)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _with_threads(threads):
         gen = torch.Generator().manual_seed(0)
         values = torch.randn(1001, generator=gen)
         order = torch.randperm(1001, generator=gen).to(torch.int32)
         out = torch.full_like(values, float("nan"))
         assert observed.gather(values, order, out) is out
         torch.testing.assert_close(out, values[order.long()], rtol=0, atol=0)
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -550,15 +548,13 @@ def test_products_by_embedding_bags_over_row_chunks(monkeypatch, dtype):
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
 def test_a_forked_child_gathers_on_its_own_threads(monkeypatch):
-    # The gather pool's threads do not survive a fork: a child must start its own, not wait on dead ones.
+    # The worker pool's threads do not survive a fork: a child must start its own, not wait on dead ones.
     import os
 
     import surprise_torch.trainers._observed as observed
 
     monkeypatch.setattr(observed, "PARALLEL_GATHER", 10)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with _with_threads(2):
         values, order = torch.arange(100.0), torch.arange(99, -1, -1)
         observed.gather(values, order, torch.empty(100))  # the parent's pool exists now
         pid = os.fork()
@@ -570,24 +566,17 @@ def test_a_forked_child_gathers_on_its_own_threads(monkeypatch):
             os._exit(0 if torch.equal(out, values.flip(0)) else 1)
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@contextlib.contextmanager
+def _with_threads(n):
+    """Run the block with ``n`` torch threads, the previous setting restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _with_threads(n):
-    """A context manager running its block with ``n`` torch threads."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def threads():
-        previous = torch.get_num_threads()
-        torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
-
-    return threads()
 
 
 def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one(monkeypatch):
