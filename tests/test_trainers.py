@@ -590,8 +590,8 @@ def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one(monkeypatch):
     obs = observed.Observed.from_mask(mask)
     cuts, ran = {}, []
 
-    def cut():
-        return observed.cut_transposed_tiles(obs.user_crow, obs._item_keys, obs.shape, 4,
+    def cut(keys=obs.items):  # int64 ids: each tile narrows its own
+        return observed.cut_transposed_tiles(obs.user_crow, keys, obs.shape, 4,
                                              alongside=[lambda: ran.append(threading.get_ident())])
 
     with _with_threads(2):
@@ -603,8 +603,12 @@ def test_transposed_tiles_cut_on_two_lanes_are_the_ones_cut_on_one(monkeypatch):
             assert torch.get_num_threads() == lanes  # restored
     # The side job ran once per cut: on the calling thread alone, on a worker beside it.
     assert ran[:2] == [threading.get_ident()] * 2 and ran[2] != threading.get_ident()
+    cuts["int16"] = cut(obs._item_keys)  # ids narrowed beforehand: the same tiles
     (order_1, parts_1, counts_1), (order_2, parts_2, counts_2) = cuts[1], cuts[2]
     assert torch.equal(order_1, order_2) and len(parts_1) == len(parts_2) == 11
+    assert obs.items.dtype == torch.int64 and obs._item_keys.dtype == torch.int16
+    assert torch.equal(cuts["int16"][0], order_1) and torch.equal(cuts["int16"][2], counts_1)
+    assert all(torch.equal(a[3], b[3]) for a, b in zip(cuts["int16"][1], parts_1))
     # The tiles' counts, summed, are each item's ratings.
     assert torch.equal(counts_1, mask.sum(0)) and torch.equal(counts_2, counts_1)
     for part_1, part_2 in zip(parts_1, parts_2):
