@@ -513,6 +513,7 @@ def test_a_large_gather_split_over_threads_is_index_select(monkeypatch, threads)
     import surprise_torch.trainers._observed as observed
 
     monkeypatch.setattr(observed, "PARALLEL_GATHER", 10)
+    monkeypatch.setattr(observed, "GATHER_SPAN", 64)  # 16 spans, the last one short
     with _with_threads(threads):
         gen = torch.Generator().manual_seed(0)
         values = torch.randn(1001, generator=gen)
@@ -554,6 +555,7 @@ def test_a_forked_child_gathers_on_its_own_threads(monkeypatch):
     import surprise_torch.trainers._observed as observed
 
     monkeypatch.setattr(observed, "PARALLEL_GATHER", 10)
+    monkeypatch.setattr(observed, "GATHER_SPAN", 16)
     with _with_threads(2):
         values, order = torch.arange(100.0), torch.arange(99, -1, -1)
         observed.gather(values, order, torch.empty(100))  # the parent's pool exists now
