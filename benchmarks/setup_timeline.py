@@ -1,17 +1,22 @@
-"""Where a fit's first epoch goes before its first step: each setup step's start and duration, in one process.
+"""Where a fit's first epoch goes: each setup step's and epoch step's start, duration and fresh pages, in one process.
 
 ``benchmarks.first_epoch`` says how a first epoch compares with the later ones
 over many processes; this says what the first one is made of. It fits once on a
 synthetic shape (as ``benchmarks.scaling`` does, the same split and defaults)
 with timers around the library's setup steps, and prints, per step, when it
-started after the fit began and how long it took, then the epochs::
+started after the fit began, how long it took and how many pages the kernel
+handed the process fresh meanwhile (each costs about a microsecond here), then
+the epochs::
 
     python -m benchmarks.setup_timeline --shape ml-10m
 
 The steps are internal functions, wrapped here by name: a rename in the
 library shows up as an ``AttributeError`` here, not as a silently missing row.
 Steps that run on a worker thread (the initial draws, beside the item side's
-tile cut) overlap the step that started them.
+tile cut) overlap the step that started them. The epoch steps (the sampled
+product of the residuals, the last-sound-state copy, the item side's reorder,
+the optimizer's step) appear once per epoch: the first epoch's against the
+next one's is what its first writes cost.
 """
 
 from __future__ import annotations
@@ -30,11 +35,17 @@ STEPS = [("surprise_torch.arrays", "as_rating_arrays"), ("surprise_torch.arrays"
          ("surprise_torch.arrays", "_scale_of"), ("surprise_torch.arrays", "RatingScale.standardise"),
          ("surprise_torch.arrays", "ratings_tensor"), ("surprise_torch.trainers.svd", "observed_ratings"),
          ("surprise_torch.trainers.svd", "centred"), ("surprise_torch.trainers.svd", "init_factors"),
-         ("surprise_torch.trainers._observed", "Observed.prepare_item_product")]
+         ("surprise_torch.trainers._observed", "Observed.prepare_item_product"),
+         # Then each epoch's steps that write buffers first touched in the first epoch.
+         ("torch.sparse", "sampled_addmm"), ("surprise_torch.trainers.svd", "keep_rows"),
+         ("surprise_torch.trainers._observed", "gather"), ("surprise_torch.trainers._optim", "_Plain.step")]
 
 
 def timed(rows: list, patch=setattr):
-    """Wrap every step of :data:`STEPS` so that each call appends ``(name, start, end)`` to ``rows``.
+    """Wrap every step of :data:`STEPS` so that each call appends ``(name, start, end, fresh pages)`` to ``rows``.
+
+    Fresh pages are the process's minor page faults during the call (every
+    thread's: a step's work on a worker lane counts too).
 
     ``patch(owner, name, wrapper)`` installs each wrapper (``setattr``; a
     test passes pytest's ``monkeypatch.setattr``, which undoes it).
@@ -49,13 +60,22 @@ def timed(rows: list, patch=setattr):
         original = getattr(owner, name)
 
         def wrapper(*args, _original=original, _name=path, **kwargs):
-            start = time.perf_counter()
+            faults, start = _faults(), time.perf_counter()
             try:
                 return _original(*args, **kwargs)
             finally:
-                rows.append((_name, start, time.perf_counter()))
+                rows.append((_name, start, time.perf_counter(), _faults() - faults))
 
         patch(owner, name, wrapper)
+
+
+def _faults() -> int:
+    """Minor page faults of the process so far (0 where ``resource`` is missing: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def main(argv=None):
@@ -77,11 +97,11 @@ def main(argv=None):
                     callback=lambda epoch, metrics: stamps.append(time.perf_counter()),
                     **algo._trainer_kwargs() | {"n_epochs": args.epochs})
     print(f"TorchSVD, {args.shape} shape, one fit in a fresh process (ms after the fit began)")
-    print("| step | start | duration |\n|---|---|---|")
-    for name, begin, end in rows:
-        print(f"| {name} | {(begin - start) * 1e3:.1f} | {(end - begin) * 1e3:.1f} |")
+    print("| step | start | duration | fresh pages |\n|---|---|---|---|")
+    for name, begin, end, faults in rows:
+        print(f"| {name} | {(begin - start) * 1e3:.1f} | {(end - begin) * 1e3:.1f} | {faults:,} |")
     for epoch, (begin, end) in enumerate(zip([start] + stamps, stamps), 1):
-        print(f"| epoch {epoch} | {(begin - start) * 1e3:.1f} | {(end - begin) * 1e3:.1f} |")
+        print(f"| epoch {epoch} | {(begin - start) * 1e3:.1f} | {(end - begin) * 1e3:.1f} | |")
     return 0
 
 

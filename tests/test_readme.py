@@ -96,5 +96,5 @@ def test_setup_timeline_times_every_step_of_a_fit(monkeypatch):
     train_on_arrays("svd", keys // 30, keys % 30, rng.integers(1, 6, 300).astype(float), layout="sparse",
                     n_factors=3, n_epochs=1, random_state=0)
     # Every step ran (a rename in the library fails here, not as a missing row), each timed once per call.
-    assert {name for name, _, _ in rows} == {path for _, path in STEPS}
-    assert all(start <= end for _, start, end in rows)
+    assert {name for name, *_ in rows} == {path for _, path in STEPS}
+    assert all(start <= end and faults >= 0 for _, start, end, faults in rows)

@@ -301,9 +301,10 @@ PARALLEL_GATHER = 2 ** 20
 GATHER_SPAN = 2 ** 19
 
 #: Tile cuts of at least this many nonzeros run on lanes (see :func:`cut_transposed_tiles`). Below, lanes
-#: could save a few ms at most (ML-1M's 0.9M ratings: 8-13 ms for the draws and the cut together), and a
-#: worker's first use in a process costs about that: a new thread's first torch call took 3-4 ms here,
-#: and its memory comes fresh (750 more new pages in ML-1M's first epoch).
+#: could save a few ms at most (ML-1M's 0.9M ratings: about 9 ms for the draws and the cut together), and
+#: lost them: the worker shares the second core with OpenMP's idle thread, which spins there for a few ms
+#: after the setup's last parallel region (ML-1M first epochs 34-39 ms on lanes against 31-37 on the
+#: calling thread; with OMP_WAIT_POLICY=PASSIVE lanes won, 32-35 ms, but every epoch was 10% slower).
 PARALLEL_CUT = 2 ** 20
 
 
