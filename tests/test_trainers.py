@@ -514,6 +514,14 @@ def test_a_large_gather_split_over_threads_is_index_select(monkeypatch, threads)
 
     monkeypatch.setattr(observed, "PARALLEL_GATHER", 10)
     monkeypatch.setattr(observed, "GATHER_SPAN", 64)  # 16 spans, the last one short
+    spans = []
+    index_select = torch.index_select
+
+    def spy(values, dim, order, out):
+        spans.append(order.numel())
+        return index_select(values, dim, order, out=out)
+
+    monkeypatch.setattr(torch, "index_select", spy)
     with _with_threads(threads):
         gen = torch.Generator().manual_seed(0)
         values = torch.randn(1001, generator=gen)
@@ -521,6 +529,9 @@ def test_a_large_gather_split_over_threads_is_index_select(monkeypatch, threads)
         out = torch.full_like(values, float("nan"))
         assert observed.gather(values, order, out) is out
         torch.testing.assert_close(out, values[order.long()], rtol=0, atol=0)
+        assert torch.get_num_threads() == threads  # restored after the lanes
+    # One call on one thread; on more, spans that the lanes take one at a time.
+    assert sorted(spans) == ([1001] if threads == 1 else [41] + [64] * 15)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
