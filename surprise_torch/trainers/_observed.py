@@ -20,6 +20,7 @@ from functools import cached_property, partial
 import torch
 
 from .._threads import run_beside
+from ._memory import fresh_empty
 
 #: Bytes of dense rows that one tile of an item-side product reads from (about
 #: a core's L2 cache). An item's raters are scattered over the whole user
@@ -284,7 +285,7 @@ class CSRProduct:
         if scratch is not None:
             return gather(values, order, scratch[:order.numel()])
         if self._ordered is None or self._ordered.dtype != values.dtype or self._ordered.device != values.device:
-            self._ordered = torch.empty_like(values)
+            self._ordered = fresh_empty(like=values)
         return gather(values, order, self._ordered)
 
     def _cut(self, tile, alongside=()):
@@ -489,7 +490,7 @@ def cut_transposed_tiles(crow: torch.Tensor, cols: torch.Tensor, shape, tile: in
     bounds = crow[::tile].tolist()
     if (len(bounds) - 1) * tile < n_rows:
         bounds.append(nnz)
-    order = torch.empty(nnz, dtype=narrow, device=cols.device)
+    order = fresh_empty(nnz, dtype=narrow, device=cols.device)
     lengths = crow.diff().to(narrow)
     parts = [None] * (len(bounds) - 1)
     counts = [None] * len(parts)  # each tile's nonzeros per column

@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from ._memory import fresh_zeros
+
 __all__ = ["SGD", "RMSprop", "Adam"]
 
 
@@ -79,8 +81,8 @@ class Adam(_Plain):
     def _update(self, param, grad, lr, state):
         if not state:
             state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
-            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            state["exp_avg"] = fresh_zeros(like=param)
+            state["exp_avg_sq"] = fresh_zeros(like=param)
         state["step"] += 1
         step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
         if not isinstance(lr, torch.Tensor) and _fusable(param, grad):

@@ -16,6 +16,7 @@ from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, eval_rmse, init_factors,
                       record, safe_counts, truncate)
 from ._observed import observed_ratings
+from ._memory import fresh_empty, fresh_zeros
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
@@ -174,8 +175,8 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # Zero columns pad the rows to aligned words (see aligned_width); their
     # gradients are zero, so they stay zero.
     width = aligned_width(k + 2 if biased else k, values.element_size())
-    pa = torch.zeros((n_users, width), device=device, dtype=dtype)
-    qa = torch.zeros((n_items, width), device=device, dtype=dtype)
+    pa = fresh_zeros((n_users, width), device=device, dtype=dtype)
+    qa = fresh_zeros((n_items, width), device=device, dtype=dtype)
 
     def draw():
         for b in fits:
@@ -244,15 +245,15 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # The sampled product writes into one kept result, sharing the pattern's index: allocating (and
     # cloning the pattern into) a new one every epoch cost a fifth of the product at ML-10M's size, the
     # subtraction another tenth.
-    residuals = obs.by_user(torch.empty_like(target))
-    item_grad = torch.empty_like(qa)
+    residuals = obs.by_user(fresh_empty(like=target))
+    item_grad = fresh_empty(like=qa)
     if implicit:
         # SVD++: yj's item product reorders its values while the users' gradient is live; no sharing.
         user_grad, scratch = torch.empty_like(pa), None
     else:
         # One buffer serves twice an epoch: the item side's reordered residuals, then (the item product
         # runs first) the users' gradient. ML-10M: 29 MB less memory, 7,000 fewer fresh pages a first epoch.
-        scratch = torch.empty(max(obs.nnz, pa.numel()), device=device, dtype=dtype)
+        scratch = fresh_empty(max(obs.nnz, pa.numel()), device=device, dtype=dtype)
         user_grad = scratch[:pa.numel()].view_as(pa)
 
     def measure():
@@ -276,7 +277,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     live = [t for t in (pa, qa, params.get("yj")) if t is not None]
     sides = ["users", "items", "items"]
     # Each fit's last sound state; written at the first judgement (zeros, the mean model, if none is sound).
-    kept = [torch.empty_like(t) for t in live]
+    kept = [fresh_empty(like=t) for t in live]
     running = set(fits)
     for epoch in range(1, max(n_epochs) + 2):
         err, ea, metrics = measure()

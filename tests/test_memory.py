@@ -1,0 +1,76 @@
+"""Fresh CPU buffers ask the kernel for 2 MB pages (surprise_torch.trainers._memory)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import surprise_torch.trainers._memory as memory
+
+
+@pytest.fixture
+def advice(monkeypatch):
+    """Every ``madvise(start, length, advice)`` call, recorded instead of made."""
+    calls = []
+    monkeypatch.setattr(memory, "_madvise", lambda: lambda *args: calls.append(args) or 0)
+    return calls
+
+
+def test_whole_huge_pages_inside_a_large_buffer_are_advised(advice):
+    buffer = torch.empty(memory.HUGE_PAGES_FROM + 3 * memory.HUGE_PAGE + 12345, dtype=torch.uint8)
+    assert memory.advise_huge_pages(buffer) is buffer
+    [(start, length, flag)] = advice
+    begin, end = buffer.data_ptr(), buffer.data_ptr() + buffer.nbytes
+    assert flag == 14  # MADV_HUGEPAGE
+    assert start % memory.HUGE_PAGE == 0 and length % memory.HUGE_PAGE == 0 and length > 0
+    # Inside the buffer (no advice on a neighbour's memory), and every whole huge page of it.
+    assert begin <= start < begin + memory.HUGE_PAGE
+    assert end - memory.HUGE_PAGE < start + length <= end
+
+
+def test_small_and_non_cpu_buffers_are_left_alone(advice):
+    memory.advise_huge_pages(torch.empty(memory.HUGE_PAGES_FROM - 1, dtype=torch.uint8))
+    memory.advise_huge_pages(torch.empty(memory.HUGE_PAGES_FROM, dtype=torch.uint8, device="meta"))
+    assert advice == []
+
+
+def test_fresh_buffers_match_torch_empty_and_zeros(advice):
+    like = torch.ones((3000, 1000), dtype=torch.float64)[:, ::2]  # strided: the buffer is contiguous anyway
+    empty = memory.fresh_empty(like=like)
+    assert (empty.shape, empty.dtype, empty.device, empty.is_contiguous()) == (like.shape, like.dtype, like.device,
+                                                                              True)
+    zeros = memory.fresh_zeros((2100, 1000), dtype=torch.float32)
+    assert zeros.shape == (2100, 1000) and zeros.dtype == torch.float32 and not zeros.any()
+    assert len(advice) == 2  # both are at least HUGE_PAGES_FROM bytes
+
+
+def test_no_advice_where_huge_pages_are_off(monkeypatch, tmp_path):
+    mode = tmp_path / "enabled"
+    mode.write_text("always madvise [never]\n")
+    monkeypatch.setattr(memory, "_THP_MODE", str(mode))
+    memory._madvise.cache_clear()
+    try:
+        assert memory._madvise() is None
+        memory.advise_huge_pages(torch.empty(memory.HUGE_PAGES_FROM, dtype=torch.uint8))  # a no-op, no error
+    finally:
+        memory._madvise.cache_clear()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not Path(memory._THP_MODE).exists()
+                    or "[never]" in Path(memory._THP_MODE).read_text(),
+                    reason="transparent huge pages are not offered here")
+def test_the_kernel_records_the_advice():
+    # The kernel marks the advised range "hg" in /proc/self/smaps, whether or not it then finds 2 MB pages.
+    buffer = memory.fresh_empty(memory.HUGE_PAGES_FROM + 2 * memory.HUGE_PAGE, dtype=torch.uint8)
+    inside = -(-buffer.data_ptr() // memory.HUGE_PAGE) * memory.HUGE_PAGE
+    flags, region = None, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            low, high = (int(x, 16) for x in head.split("-"))
+            region = low <= inside < high
+        elif region and line.startswith("VmFlags:"):
+            flags = line.split()[1:]
+            break
+    assert flags is not None and "hg" in flags
