@@ -1,19 +1,20 @@
 """Fresh CPU buffers backed by the kernel's 2 MB pages where Linux offers them.
 
 A fit's first epoch writes every buffer it keeps for the first time, and
-each fresh 4 KB page costs a fault and a zeroing. At ML-10M's size that is
+each fresh 4 KB page costs the process a fault. At ML-10M's size that is
 about 36,000 pages (140 MB: the residuals, the reorder buffer, Adam's
-moments, the last sound state). Linux hands out 2 MB pages instead, 512
-times fewer faults, for memory a process marks ``MADV_HUGEPAGE`` before
-touching it, when transparent huge pages are set to ``madvise`` (this
-machine's setting, and many distributions' default) or ``always``. ML-10M, medians of eight processes a side: first
-epochs of 0.296 against 0.325 s, 8,000 against 36,500 fresh pages, later
-epochs and the next fit unchanged (benchmarks/results/first-epoch-huge-pages-cpu).
+moments, the last sound state, the tile cut's order). Linux hands out 2 MB
+pages instead, 512 times fewer faults, for memory a process marks
+``MADV_HUGEPAGE`` before touching it, where transparent huge pages are set
+to ``madvise`` (this machine's setting) or ``always``. ML-10M, medians of ten processes a side: first epochs of
+0.285 against 0.313 s, 8,200 against 35,500 fresh pages, later epochs and
+peak memory unchanged (benchmarks/results/first-epoch-huge-pages-2-cpu).
 
 Only the fits' own buffers are advised. torch's ``THP_MEM_ALLOC_ENABLE=1``
-does it for every allocation of 2 MB or more in the process: as fast a first
-epoch, but a process's next fit was 20 ms slower
-(benchmarks/results/first-epoch-thp-env-cpu), and it is the user's setting to make.
+does it for every allocation of 2 MB or more in the process: about as fast
+a first epoch, but a process's next fit was 20 ms slower
+(benchmarks/results/first-epoch-thp-env-cpu), and it is the user's setting
+to make, not a library's.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _madvise():
 def advise_huge_pages(tensor: torch.Tensor) -> torch.Tensor:
     """Ask for 2 MB pages behind the whole huge pages inside ``tensor``'s memory, before its first touch.
 
-    Only CPU tensors of at least :data:`HUGE_PAGES_FROM` bytes are advised;
-    pages already touched stay as they are, and a refusal (an old kernel) is
+    Only CPU tensors of at least :data:`HUGE_PAGES_FROM` bytes are advised.
+    Memory already touched keeps its pages, and a refusal (an old kernel) is
     ignored: the advice changes how fast memory is first touched, never its
     contents.
 
