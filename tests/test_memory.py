@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,21 @@ def test_the_kernel_records_the_advice():
             flags = line.split()[1:]
             break
     assert flags is not None and "hg" in flags
+
+
+def test_a_fit_allocates_its_large_buffers_advised(monkeypatch):
+    # Which buffers go through advise_huge_pages (whatever their size): the first epoch's fresh writes.
+    from surprise_torch import train_on_arrays
+
+    shapes = []
+    advise = memory.advise_huge_pages
+    monkeypatch.setattr(memory, "advise_huge_pages", lambda t: shapes.append(tuple(t.shape)) or advise(t))
+    gen = np.random.default_rng(0)
+    cells = np.unique(gen.integers(0, 30 * 20, 300))
+    users, items = cells // 20, cells % 20
+    train_on_arrays("svd", users, items, gen.uniform(1, 5, cells.size), n_users=30, n_items=20, layout="sparse",
+                    n_factors=4, n_epochs=2, optimizer="adam", random_state=0)
+    rows = [s[0] for s in shapes if len(s) == 2]
+    # The residuals; the factor tables, their last sound state and Adam's two moments, per side.
+    assert (cells.size,) in shapes
+    assert rows.count(30) >= 4 and rows.count(20) >= 4
