@@ -2,13 +2,14 @@
 
 A fit's first epoch writes every buffer it keeps for the first time, and
 each fresh 4 KB page costs the process a fault. At ML-10M's size that is
-about 36,000 pages (140 MB: the residuals, the reorder buffer, Adam's
-moments, the last sound state, the tile cut's order). Linux hands out 2 MB
+about 36,000 pages (140 MB: the residuals, the reorder buffer, the
+optimizer's state, the last sound state, the tile cut's order). Linux hands out 2 MB
 pages instead, 512 times fewer faults, for memory a process marks
 ``MADV_HUGEPAGE`` before touching it, where transparent huge pages are set
-to ``madvise`` (this machine's setting) or ``always``. ML-10M, medians of ten processes a side: first epochs of
-0.285 against 0.313 s, 8,200 against 35,500 fresh pages, later epochs and
-peak memory unchanged (benchmarks/results/first-epoch-huge-pages-2-cpu).
+to ``madvise`` (this machine's setting) or ``always``. ML-10M, medians of
+ten processes a side: first epochs of 0.285 against 0.313 s, 8,200
+against 35,500 fresh pages, later epochs and peak memory unchanged
+(benchmarks/results/first-epoch-huge-pages-2-cpu).
 
 Only the fits' own buffers are advised. torch's ``THP_MEM_ALLOC_ENABLE=1``
 does it for every allocation of 2 MB or more in the process: about as fast

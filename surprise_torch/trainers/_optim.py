@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ._memory import fresh_zeros
+from ._memory import fresh_empty, fresh_zeros
 
 __all__ = ["SGD", "RMSprop", "Adam"]
 
@@ -60,7 +60,7 @@ class RMSprop(_Plain):
 
     def _update(self, param, grad, lr, state):
         if not state:
-            state["square_avg"] = torch.zeros_like(param)
+            state["square_avg"] = fresh_zeros(like=param)
         square_avg = state["square_avg"]
         square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
         _step(param, grad, square_avg.sqrt().add_(self.eps), lr)
@@ -95,7 +95,7 @@ class Adam(_Plain):
             return
         if "denom" not in state:
             # Kept from step to step: a fresh buffer of ML-10M's user factors faulted in new pages every step.
-            state["denom"] = torch.empty_like(exp_avg_sq)
+            state["denom"] = fresh_empty(like=exp_avg_sq)
         exp_avg.lerp_(grad, 1 - self.beta1)
         exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
         bias_correction1 = 1 - self.beta1 ** step
