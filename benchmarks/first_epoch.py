@@ -17,6 +17,14 @@ A variant is a checkout (``--checkouts``: a directory holding another revision o
 (the second keeps freed memory in the process, so buffers reuse pages touched before the fit).
 Each process fits twice (``--fits``): the second fit's first epoch against its later ones is what
 ``cross_validate``'s later folds see. Results go to ``--out`` as JSON and a Markdown table.
+
+Before each round of processes a probe (:func:`fresh_memory_ms`) times writing memory that a new process has
+never touched, then waits :data:`PROBE_SETTLE_S` so that the fits do not reuse its pages. On a virtual
+machine whose balloon device reports free pages to the host (this one's does), memory freed more than a few
+seconds ago is handed back by the host on first touch, and costs many times what memory freed just now does
+(1 GB: 2.2-2.4 s against 0.11-0.15 s here). A first epoch writes tens of MB of new buffers, so its time
+follows the probe from hour to hour; first epochs of runs with different probe figures are not comparable,
+only the checkouts and variants inside one run are.
 """
 
 from __future__ import annotations
@@ -27,10 +35,49 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .environment import describe_environment
 from .synthetic import SHAPES
+
+
+#: Megabytes the probe writes, twice.
+PROBE_MB = 64
+
+#: Seconds to wait after the probe: Linux reports freed memory to the host about two seconds after it is
+#: freed, so the next process finds the probe's pages as far from the host as its own.
+PROBE_SETTLE_S = 3.0
+
+_PROBE = """
+import sys, time
+import numpy as np
+n = int(sys.argv[1]) * 2 ** 20
+times = []
+for _ in range(2):
+    a = np.empty(n, np.uint8)
+    start = time.perf_counter()
+    a.fill(1)
+    times.append(time.perf_counter() - start)
+    del a
+print(*times)
+"""
+
+
+def fresh_memory_ms(mb: int = PROBE_MB, timeout: float = 60) -> dict | None:
+    """Milliseconds per 100 MB to write memory a new process has never touched, and to write it again at once.
+
+    ``fresh`` is the first write of ``mb`` MB in a new process: the pages a
+    first epoch's new buffers get. ``refault`` is the same size again, right
+    after freeing the first (returned to the kernel, which hands the same
+    pages back before it has reported them to the host): what fresh memory
+    costs the guest alone. None if the probe fails.
+    """
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(mb)], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return None
+    fresh, refault = map(float, proc.stdout.split())
+    return {"fresh": fresh * 1e3 * 100 / mb, "refault": refault * 1e3 * 100 / mb}
 
 
 def run_once(checkout: Path, variant: str, algorithm: str, shape: str, timeout: float, fits: int = 1) -> dict:
@@ -85,6 +132,20 @@ def markdown(summaries: dict, algorithm: str, shape: str) -> str:
     return "\n".join(lines)
 
 
+def probe_line(probes: list) -> str:
+    """The probes' medians and ranges, as a sentence under the table."""
+    ok = [p for p in probes if p is not None]
+    if not ok:
+        return "Fresh memory: the probe failed."
+
+    def cell(name):
+        values = [p[name] for p in ok]
+        return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+    return (f"Fresh memory in this run ({len(ok)} probes of {PROBE_MB} MB): {cell('fresh')} ms per 100 MB never "
+            f"touched, {cell('refault')} ms per 100 MB just freed.")
+
+
 def main(argv=None):
     """Run every (checkout, variant) ``--repeat`` times, alternating, and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -106,7 +167,10 @@ def main(argv=None):
         parser.error("--fits must be at least 1")
     combos = [(checkout, variant) for checkout in args.checkouts for variant in args.variants]
     runs = {combo: [] for combo in combos}
+    probes = []
     for repetition in range(args.repeat):
+        probes.append(fresh_memory_ms())
+        time.sleep(PROBE_SETTLE_S)
         for checkout, variant in combos:
             try:
                 row = run_once(Path(checkout).resolve(), variant, args.algorithm, args.shape, args.timeout,
@@ -117,11 +181,12 @@ def main(argv=None):
             print(f"{repetition + 1}/{args.repeat} {checkout} {variant}: "
                   f"{row.get('first_epoch_s', row.get('status'))}", file=sys.stderr, flush=True)
     summaries = {combo: summarise(rows) for combo, rows in runs.items()}
-    table = markdown(summaries, args.algorithm, args.shape)
+    table = markdown(summaries, args.algorithm, args.shape) + "\n\n" + probe_line(probes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "first_epoch.json").write_text(json.dumps(
         {"environment": describe_environment("cpu"), "algorithm": args.algorithm, "shape": args.shape,
+         "fresh_memory_ms_per_100mb": probes,
          "variants": [{"checkout": c, "environment": v, "summary": summaries[c, v], "runs": runs[c, v]}
                       for c, v in combos]}, indent=2))
     (out / "first_epoch.md").write_text(table + "\n")

@@ -85,6 +85,17 @@ def test_first_epoch_summary_is_over_the_runs_that_finished():
     assert table.splitlines()[-1].endswith("| 2.50 (2.00-3.00) |")
 
 
+def test_fresh_memory_probe_times_both_writes_and_its_line_skips_failed_probes():
+    from surprise_torch_benchmarks.first_epoch import fresh_memory_ms, probe_line
+
+    probe = fresh_memory_ms(mb=4)
+    assert set(probe) == {"fresh", "refault"} and all(v > 0 for v in probe.values())
+    line = probe_line([{"fresh": 100.0, "refault": 10.0}, None, {"fresh": 300.0, "refault": 12.0}])
+    assert "(2 probes of" in line and "200 (100-300) ms per 100 MB never touched" in line
+    assert "11 (10-12) ms per 100 MB just freed" in line
+    assert probe_line([None]) == "Fresh memory: the probe failed."
+
+
 def test_setup_timeline_times_every_step_of_a_fit(monkeypatch):
     from surprise_torch import train_on_arrays
     from surprise_torch_benchmarks.setup_timeline import STEPS, timed
