@@ -18,13 +18,15 @@ A variant is a checkout (``--checkouts``: a directory holding another revision o
 Each process fits twice (``--fits``): the second fit's first epoch against its later ones is what
 ``cross_validate``'s later folds see. Results go to ``--out`` as JSON and a Markdown table.
 
-Before each round of processes a probe (:func:`fresh_memory_ms`) times writing memory that a new process has
-never touched, then waits :data:`PROBE_SETTLE_S` so that the fits do not reuse its pages. On a virtual
-machine whose balloon device reports free pages to the host (this one's does), memory freed more than a few
-seconds ago is handed back by the host on first touch, and costs many times what memory freed just now does
-(1 GB: 2.2-2.4 s against 0.11-0.15 s here). A first epoch writes tens of MB of new buffers, so its time
-follows the probe from hour to hour; first epochs of runs with different probe figures are not comparable,
-only the checkouts and variants inside one run are.
+Before each round of processes, probes (:func:`probe_round`) time writing memory that a new process has
+never touched, in 4 KB and in 2 MB pages, each followed by :data:`PROBE_SETTLE_S` of quiet so that the fits
+do not reuse its pages. On a virtual machine whose balloon device reports free memory to the host (this
+one's does), the host takes back free 2 MB blocks a few seconds after they are freed and hands them out
+again on first touch, at many times the cost of memory freed just now (1 GB in 4 KB pages: 2.2-2.4 s against
+0.11-0.15 s here; 2 MB pages, which come from exactly those blocks, 160-205 ms per 100 MB against 11-13).
+A first epoch writes tens to hundreds of MB of new buffers, so its time follows the probes from hour to
+hour: first epochs of runs with different probe figures are not comparable, only the checkouts and variants
+inside one run are.
 """
 
 from __future__ import annotations
@@ -45,39 +47,55 @@ from .synthetic import SHAPES
 #: Megabytes the probe writes, twice.
 PROBE_MB = 64
 
-#: Seconds to wait after the probe: Linux reports freed memory to the host about two seconds after it is
+#: Seconds to wait after each probe: Linux reports freed memory to the host about two seconds after it is
 #: freed, so the next process finds the probe's pages as far from the host as its own.
 PROBE_SETTLE_S = 3.0
 
 _PROBE = """
-import sys, time
+import ctypes, sys, time
 import numpy as np
-n = int(sys.argv[1]) * 2 ** 20
+n, huge = int(sys.argv[1]) * 2 ** 20, sys.argv[2] == "huge"
 times = []
 for _ in range(2):
-    a = np.empty(n, np.uint8)
-    start = time.perf_counter()
+    a = np.empty(n + 2 ** 21, np.uint8)
+    start = -(-a.ctypes.data // 2 ** 21) * 2 ** 21
+    if huge:  # MADV_HUGEPAGE, as the fits' large buffers are advised (surprise_torch.trainers._memory)
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(n), 14)
+    a = a[start - a.ctypes.data:][:n]
+    begin = time.perf_counter()
     a.fill(1)
-    times.append(time.perf_counter() - start)
+    times.append(time.perf_counter() - begin)
     del a
 print(*times)
 """
 
 
-def fresh_memory_ms(mb: int = PROBE_MB, timeout: float = 60) -> dict | None:
+def fresh_memory_ms(mb: int = PROBE_MB, huge: bool = False, timeout: float = 60) -> dict | None:
     """Milliseconds per 100 MB to write memory a new process has never touched, and to write it again at once.
 
-    ``fresh`` is the first write of ``mb`` MB in a new process: the pages a
-    first epoch's new buffers get. ``refault`` is the same size again, right
-    after freeing the first (returned to the kernel, which hands the same
-    pages back before it has reported them to the host): what fresh memory
-    costs the guest alone. None if the probe fails.
+    ``fresh`` is the first write of ``mb`` MB in a new process: what a first
+    epoch's new buffers cost. ``refault`` is the same size again, right after
+    freeing the first (returned to the kernel, which hands the same pages
+    back before it has reported them to the host): what fresh memory costs
+    the guest alone. With ``huge``, the memory is marked ``MADV_HUGEPAGE``
+    first (2 MB pages where transparent huge pages are ``madvise`` or
+    ``always``), as a fit's large buffers are. None if the probe fails.
     """
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(mb)], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(mb), "huge" if huge else "small"], capture_output=True,
+                          text=True, timeout=timeout)
     if proc.returncode != 0:
         return None
     fresh, refault = map(float, proc.stdout.split())
     return {"fresh": fresh * 1e3 * 100 / mb, "refault": refault * 1e3 * 100 / mb}
+
+
+def probe_round() -> dict:
+    """One round of probes, 4 KB and 2 MB pages, each followed by :data:`PROBE_SETTLE_S` of quiet."""
+    out = {}
+    for name, huge in (("small_pages", False), ("huge_pages", True)):
+        out[name] = fresh_memory_ms(huge=huge)
+        time.sleep(PROBE_SETTLE_S)
+    return out
 
 
 def run_once(checkout: Path, variant: str, algorithm: str, shape: str, timeout: float, fits: int = 1) -> dict:
@@ -133,17 +151,17 @@ def markdown(summaries: dict, algorithm: str, shape: str) -> str:
 
 
 def probe_line(probes: list) -> str:
-    """The probes' medians and ranges, as a sentence under the table."""
-    ok = [p for p in probes if p is not None]
-    if not ok:
-        return "Fresh memory: the probe failed."
+    """The probes' medians and ranges (rounds of :func:`probe_round`), as a sentence under the table."""
 
-    def cell(name):
-        values = [p[name] for p in ok]
+    def cell(kind, name):
+        values = [p[kind][name] for p in probes if p.get(kind) is not None]
+        if not values:
+            return "the probe failed"
         return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
-    return (f"Fresh memory in this run ({len(ok)} probes of {PROBE_MB} MB): {cell('fresh')} ms per 100 MB never "
-            f"touched, {cell('refault')} ms per 100 MB just freed.")
+    return (f"Fresh memory in this run ({len(probes)} rounds of {PROBE_MB} MB probes), ms per 100 MB: never touched "
+            f"{cell('small_pages', 'fresh')} in 4 KB pages and {cell('huge_pages', 'fresh')} in 2 MB pages; "
+            f"just freed {cell('small_pages', 'refault')} and {cell('huge_pages', 'refault')}.")
 
 
 def main(argv=None):
@@ -169,8 +187,7 @@ def main(argv=None):
     runs = {combo: [] for combo in combos}
     probes = []
     for repetition in range(args.repeat):
-        probes.append(fresh_memory_ms())
-        time.sleep(PROBE_SETTLE_S)
+        probes.append(probe_round())
         for checkout, variant in combos:
             try:
                 row = run_once(Path(checkout).resolve(), variant, args.algorithm, args.shape, args.timeout,

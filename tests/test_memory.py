@@ -46,23 +46,57 @@ def test_fresh_buffers_match_torch_empty_and_zeros(advice):
     assert len(advice) == 2  # both are at least HUGE_PAGES_FROM bytes
 
 
-def test_no_advice_where_huge_pages_are_off(monkeypatch, tmp_path):
+@pytest.fixture
+def fresh_policy():
+    """The cached madvise lookups cleared before and after the test."""
+    memory._madvise.cache_clear()
+    memory._libc_madvise.cache_clear()
+    yield
+    memory._madvise.cache_clear()
+    memory._libc_madvise.cache_clear()
+
+
+def test_no_advice_where_huge_pages_are_off(monkeypatch, tmp_path, fresh_policy):
     mode = tmp_path / "enabled"
     mode.write_text("always madvise [never]\n")
     monkeypatch.setattr(memory, "_THP_MODE", str(mode))
-    memory._madvise.cache_clear()
-    try:
-        assert memory._madvise() is None
-        memory.advise_huge_pages(torch.empty(memory.HUGE_PAGES_FROM, dtype=torch.uint8))  # a no-op, no error
-    finally:
+    monkeypatch.setattr(memory, "host_reclaims_free_memory", lambda: False)
+    assert memory._madvise() is None
+    memory.advise_huge_pages(torch.empty(memory.HUGE_PAGES_FROM, dtype=torch.uint8))  # a no-op, no error
+
+
+def test_no_advice_where_the_host_takes_back_free_memory(monkeypatch, tmp_path, fresh_policy):
+    mode = tmp_path / "enabled"
+    mode.write_text("always [madvise] never\n")
+    monkeypatch.setattr(memory, "_THP_MODE", str(mode))
+    monkeypatch.setattr(memory, "host_reclaims_free_memory", lambda: True)
+    assert memory._madvise() is None
+    if sys.platform.startswith("linux"):
         memory._madvise.cache_clear()
+        monkeypatch.setattr(memory, "host_reclaims_free_memory", lambda: False)
+        assert memory._madvise() is not None  # the same machine without reporting: advised
+
+
+def test_free_page_reporting_is_read_from_the_balloons_feature_bits(tmp_path):
+    assert not memory.host_reclaims_free_memory(str(tmp_path / "absent"))
+    device = tmp_path / "virtio0"
+    device.mkdir()
+    bits = ["0"] * 64
+    bits[1] = bits[2] = "1"  # statistics, deflate on OOM: no reporting
+    (device / "features").write_text("".join(bits) + "\n")
+    assert not memory.host_reclaims_free_memory(str(tmp_path))
+    bits[memory._F_REPORTING] = "1"
+    (device / "features").write_text("".join(bits) + "\n")
+    assert memory.host_reclaims_free_memory(str(tmp_path))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not Path(memory._THP_MODE).exists()
                     or "[never]" in Path(memory._THP_MODE).read_text(),
                     reason="transparent huge pages are not offered here")
-def test_the_kernel_records_the_advice():
+def test_the_kernel_records_the_advice(monkeypatch):
     # The kernel marks the advised range "hg" in /proc/self/smaps, whether or not it then finds 2 MB pages.
+    # Asked for even where the policy would not (a host that takes back free memory, as this machine's).
+    monkeypatch.setattr(memory, "_madvise", memory._libc_madvise)
     buffer = memory.fresh_empty(memory.HUGE_PAGES_FROM + 2 * memory.HUGE_PAGE, dtype=torch.uint8)
     inside = -(-buffer.data_ptr() // memory.HUGE_PAGE) * memory.HUGE_PAGE
     flags, region = None, False

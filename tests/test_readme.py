@@ -85,15 +85,19 @@ def test_first_epoch_summary_is_over_the_runs_that_finished():
     assert table.splitlines()[-1].endswith("| 2.50 (2.00-3.00) |")
 
 
-def test_fresh_memory_probe_times_both_writes_and_its_line_skips_failed_probes():
+def test_fresh_memory_probe_times_both_writes_in_both_page_sizes_and_its_line_skips_failed_probes():
     from surprise_torch_benchmarks.first_epoch import fresh_memory_ms, probe_line
 
-    probe = fresh_memory_ms(mb=4)
-    assert set(probe) == {"fresh", "refault"} and all(v > 0 for v in probe.values())
-    line = probe_line([{"fresh": 100.0, "refault": 10.0}, None, {"fresh": 300.0, "refault": 12.0}])
-    assert "(2 probes of" in line and "200 (100-300) ms per 100 MB never touched" in line
-    assert "11 (10-12) ms per 100 MB just freed" in line
-    assert probe_line([None]) == "Fresh memory: the probe failed."
+    for huge in (False, True):
+        probe = fresh_memory_ms(mb=4, huge=huge)
+        assert set(probe) == {"fresh", "refault"} and all(v > 0 for v in probe.values())
+    rounds = [{"small_pages": {"fresh": 100.0, "refault": 10.0}, "huge_pages": {"fresh": 50.0, "refault": 5.0}},
+              {"small_pages": None, "huge_pages": None},
+              {"small_pages": {"fresh": 300.0, "refault": 12.0}, "huge_pages": None}]
+    line = probe_line(rounds)
+    assert "(3 rounds of" in line and "never touched 200 (100-300) in 4 KB pages and 50 (50-50) in 2 MB" in line
+    assert "just freed 11 (10-12) and 5 (5-5)." in line
+    assert "never touched the probe failed in 4 KB" in probe_line([{"small_pages": None, "huge_pages": None}])
 
 
 def test_setup_timeline_times_every_step_of_a_fit(monkeypatch):
