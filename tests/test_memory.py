@@ -56,24 +56,27 @@ def fresh_policy():
     memory._libc_madvise.cache_clear()
 
 
-def test_no_advice_where_huge_pages_are_off(monkeypatch, tmp_path, fresh_policy):
+def pretend(monkeypatch, tmp_path, thp_mode: str, host_reclaims: bool):
+    """The kernel's huge-page setting reads ``thp_mode``, and the host does or does not take back free memory."""
     mode = tmp_path / "enabled"
-    mode.write_text("always madvise [never]\n")
+    mode.write_text(thp_mode + "\n")
     monkeypatch.setattr(memory, "_THP_MODE", str(mode))
-    monkeypatch.setattr(memory, "host_reclaims_free_memory", lambda: False)
+    monkeypatch.setattr(memory, "host_reclaims_free_memory", lambda: host_reclaims)
+    memory._madvise.cache_clear()
+    memory._libc_madvise.cache_clear()
+
+
+def test_no_advice_where_huge_pages_are_off(monkeypatch, tmp_path, fresh_policy):
+    pretend(monkeypatch, tmp_path, "always madvise [never]", host_reclaims=False)
     assert memory._madvise() is None
     memory.advise_huge_pages(torch.empty(memory.HUGE_PAGES_FROM, dtype=torch.uint8))  # a no-op, no error
 
 
 def test_no_advice_where_the_host_takes_back_free_memory(monkeypatch, tmp_path, fresh_policy):
-    mode = tmp_path / "enabled"
-    mode.write_text("always [madvise] never\n")
-    monkeypatch.setattr(memory, "_THP_MODE", str(mode))
-    monkeypatch.setattr(memory, "host_reclaims_free_memory", lambda: True)
+    pretend(monkeypatch, tmp_path, "always [madvise] never", host_reclaims=True)
     assert memory._madvise() is None
     if sys.platform.startswith("linux"):
-        memory._madvise.cache_clear()
-        monkeypatch.setattr(memory, "host_reclaims_free_memory", lambda: False)
+        pretend(monkeypatch, tmp_path, "always [madvise] never", host_reclaims=False)
         assert memory._madvise() is not None  # the same machine without reporting: advised
 
 
