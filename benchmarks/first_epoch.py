@@ -22,8 +22,8 @@ Before each round of processes, probes (:func:`probe_round`) time writing memory
 never touched, in 4 KB and in 2 MB pages, each followed by :data:`PROBE_SETTLE_S` of quiet so that the fits
 do not reuse its pages. On a virtual machine whose balloon device reports free memory to the host (this
 one's does), the host takes back free 2 MB blocks a few seconds after they are freed and hands them out
-again on first touch, at many times the cost of memory freed just now (1 GB in 4 KB pages: 2.2-2.4 s against
-0.11-0.15 s here; 2 MB pages, which come from exactly those blocks, 160-205 ms per 100 MB against 11-13).
+again on first touch, at many times the cost of memory freed just now (1 GB in 4 KB pages: 2.16-2.41 s against
+0.11-0.15 s here; 2 MB pages, which come from exactly those blocks, 160-205 ms per 100 MB against 10-13).
 A first epoch writes tens to hundreds of MB of new buffers, so its time follows the probes from hour to
 hour: first epochs of runs with different probe figures are not comparable, only the checkouts and variants
 inside one run are.

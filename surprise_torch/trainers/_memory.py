@@ -13,8 +13,8 @@ memory (see below): first epochs of 0.285 against 0.313 s, 8,200 against
 (benchmarks/results/first-epoch-huge-pages-2-cpu).
 
 No advice is given where a virtio balloon reports free memory to the host
-(``VIRTIO_BALLOON_F_REPORTING``: microVMs such as this machine, some cloud
-VMs). The host takes back free 2 MB blocks a few seconds after they are
+(``VIRTIO_BALLOON_F_REPORTING``: this machine's microVM, and any VM whose
+hypervisor turns free page reporting on). The host takes back free 2 MB blocks a few seconds after they are
 freed, and those are the blocks 2 MB pages come from: a new process then
 pays the host's first touch on every one of them, while its 4 KB pages
 mostly come from memory the host still backs. Here, in that state, ML-10M

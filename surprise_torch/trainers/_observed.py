@@ -692,8 +692,8 @@ def _row_ids(crow: torch.Tensor) -> torch.Tensor:
 def _repeat_ids(counts: torch.Tensor, total: int) -> torch.Tensor:
     """Each id ``i`` repeated ``counts[i]`` times (``total`` in all), in ``counts``' dtype (int32 or int64).
 
-    torch's one-argument ``repeat_interleave`` (with the size given: no host sync) writes the ids
-    directly; given ``arange`` and the counts it gathers them through an int64 index instead, 3-25
+    torch's one-argument ``repeat_interleave`` (with the size given, no pass to sum the counts) writes
+    the ids directly; given ``arange`` and the counts it gathers them through an int64 index instead, 3-25
     times slower on the CPU (6040 rows, 0.9M ids: 1.6 against 0.06 ms; ML-10M's 9M: 32 against 10).
     """
     return torch.repeat_interleave(counts, output_size=total)
