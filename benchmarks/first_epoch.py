@@ -98,14 +98,17 @@ def probe_round() -> dict:
     return out
 
 
-def run_once(checkout: Path, variant: str, algorithm: str, shape: str, timeout: float, fits: int = 1) -> dict:
+def run_once(checkout: Path, variant: str, algorithm: str, shape: str, timeout: float, fits: int = 1,
+             pause: float = 0.0) -> dict:
     """One worker process of ``benchmarks.scaling`` in ``checkout`` with ``variant``'s environment,
-    fitting ``fits`` times (the later fits' first epochs as ``next_fit_*``)."""
+    fitting ``fits`` times, ``pause`` seconds apart (the later fits' first epochs as ``next_fit_*``)."""
     env = dict(os.environ)
     if variant != "default":
         env |= dict(assignment.split("=", 1) for assignment in variant.split())
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--fits", str(fits), "--worker", algorithm,
-                           shape],
+    # --pause only when asked for: checkouts older than it compare as before.
+    paused = ["--pause", str(pause)] if pause else []
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--fits", str(fits), *paused,
+                           "--worker", algorithm, shape],
                           cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         return {"status": "failed", "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
@@ -178,11 +181,15 @@ def main(argv=None):
     parser.add_argument("--fits", type=int, default=2,
                         help="fits per process (default 2): the first in a fresh process, the next as in "
                              "cross_validate's later folds (1: the first only)")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds between a process's fits (default 0), as building a fold's Trainset takes")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.fits < 1:
         parser.error("--fits must be at least 1")
+    if args.pause < 0:
+        parser.error("--pause must not be negative")
     combos = [(checkout, variant) for checkout in args.checkouts for variant in args.variants]
     runs = {combo: [] for combo in combos}
     probes = []
@@ -191,7 +198,7 @@ def main(argv=None):
         for checkout, variant in combos:
             try:
                 row = run_once(Path(checkout).resolve(), variant, args.algorithm, args.shape, args.timeout,
-                               args.fits)
+                               args.fits, args.pause)
             except subprocess.TimeoutExpired:
                 row = {"status": "timeout"}
             runs[checkout, variant].append(row)

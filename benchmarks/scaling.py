@@ -60,7 +60,7 @@ def heldout_rmse(mu, pu, qi, bu, bi, test):
     return float(np.sqrt(np.mean((np.clip(est, 1, 5) - ratings) ** 2)))
 
 
-def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, params=None, fits=1):
+def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, params=None, fits=1, pause=0.0):
     """Run one algorithm on one shape; returns a JSON-able dict.
 
     With ``fitted``, our algorithms run all their adapter's defaults (epochs
@@ -68,7 +68,10 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, 
     ``params`` overrides our algorithms' constructor arguments (``--set``).
     With ``fits`` above 1, our algorithms fit that many times in the process
     and the last fit's first and later epochs are reported too (``next_fit_*``):
-    a fit after another, as in ``cross_validate``'s later folds.
+    a fit after another, as in ``cross_validate``'s later folds, ``pause``
+    seconds after the one before it ended (the time a fold's Trainset takes
+    to build: long enough for a virtual machine's host to take back the
+    memory the last fit freed, see ``benchmarks.first_epoch``).
     """
     import torch
 
@@ -146,6 +149,7 @@ def worker(algorithm, shape, device, epochs, layout, als_factors, fitted=False, 
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     del model  # freed before any next fit, as a fold's model is before the next fold's
     for _ in range(fits - 1):
+        time.sleep(pause)
         stamps.clear()
         start = time.perf_counter()
         fit()
@@ -416,12 +420,13 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")
     parser.add_argument("--worker", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
     parser.add_argument("--fits", type=int, default=1, help=argparse.SUPPRESS)  # the worker's (see worker)
+    parser.add_argument("--pause", type=float, default=0.0, help=argparse.SUPPRESS)  # the worker's (see worker)
     args = parser.parse_args(argv)
     params = _parse_settings(parser, args.set)
     if args.worker:
         algorithm, shape = args.worker
         print(json.dumps(worker(algorithm, shape, args.device, EPOCHS[algorithm], args.layout, args.als_factors,
-                                args.fitted, params, args.fits)))
+                                args.fitted, params, args.fits, args.pause)))
         return 0
     gemm = gemm_gflops(args.device)
     env = describe_environment(args.device)
