@@ -14,10 +14,11 @@ memory (see below): first epochs of 0.285 against 0.313 s, 8,200 against
 
 No advice is given where a virtio balloon reports free memory to the host
 (``VIRTIO_BALLOON_F_REPORTING``: this machine's microVM, and any VM whose
-hypervisor turns free page reporting on). The host takes back free 2 MB blocks a few seconds after they are
-freed, and those are the blocks 2 MB pages come from: a new process then
-pays the host's first touch on every one of them, while its 4 KB pages
-mostly come from memory the host still backs. Here, in that state, ML-10M
+hypervisor turns free page reporting on). The host takes back free 2 MB
+blocks a few seconds after they are freed, and those are the blocks 2 MB
+pages come from: a new process then pays the host's first touch on every
+one of them, while its 4 KB pages mostly come from memory the host still
+backs. Here, in that state, ML-10M
 first epochs took 0.473 s with the advice against 0.376 s without (medians of
 eight processes a side, benchmarks/results/first-epoch-huge-pages-off-cpu);
 the advice won only in the process's next fit, which reuses the first one's

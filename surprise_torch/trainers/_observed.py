@@ -686,7 +686,7 @@ def _ascending_within_rows(crow: torch.Tensor, cols: torch.Tensor) -> bool:
 
 def _row_ids(crow: torch.Tensor) -> torch.Tensor:
     """Each nonzero's row (int64), from CSR row pointers: the inverse of :func:`_crow`."""
-    return _repeat_ids(crow.diff().long(), crow.numel() and int(crow[-1]))
+    return _repeat_ids(crow.diff().long(), int(crow[-1]))  # a CSR's pointers start at 0 and are never empty
 
 
 def _repeat_ids(counts: torch.Tensor, total: int) -> torch.Tensor:

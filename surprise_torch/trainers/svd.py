@@ -15,8 +15,8 @@ import torch
 from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, eval_rmse, init_factors,
                       record, safe_counts, truncate)
-from ._observed import observed_ratings
 from ._memory import fresh_empty, fresh_zeros
+from ._observed import observed_ratings
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
