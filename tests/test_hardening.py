@@ -355,10 +355,11 @@ def test_pickles_carry_the_new_attributes(split):
     assert restored.n_threads_ == algo.n_threads_ and restored.test(testset) == algo.test(testset)
 
 
-@pytest.mark.parametrize("trainer", ["svd", "svdpp", "als", "nmf"])
+@pytest.mark.parametrize("trainer", ["svd", "svdpp", "als", "nmf", "bayes"])
 def test_equal_ratings_are_not_mistaken_for_a_blow_up(trainer):
     # Implicit-feedback data (every rating 1) has no spread around its mean:
-    # the guard's reference must not collapse to zero.
+    # the guard's reference must not collapse to zero, nor the sampler's
+    # starting noise precision grow without bound (its first solves were NaN).
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 50, 500), rng.integers(0, 40, 500)
     for biased in (True, False):
@@ -366,3 +367,19 @@ def test_equal_ratings_are_not_mistaken_for_a_blow_up(trainer):
             warnings.simplefilter("error", TrainingDivergedWarning)
             model = train_on_arrays(trainer, users, items, np.ones(500), random_state=0, biased=biased)
         assert model.diverged is None
+
+
+@pytest.mark.parametrize("algo_class", [TorchSVD, TorchSVDpp, TorchALS, TorchNMF], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("ratings", [[4], [3, 3, 3]], ids=["one rating", "equal ratings"])
+def test_a_handful_of_equal_ratings_trains_and_fits_them(algo_class, ratings, tmp_path_factory):
+    # With no spread at all, a model that drifts off its first epoch's tiny
+    # RMSE is no blow-up: the guard used to call it one, and its message
+    # then divided by the zero reference (ZeroDivisionError out of fit).
+    triples = [(u, u % 2, r) for u, r in enumerate(ratings)]
+    trainset = dataset_from(triples, tmp_path_factory).build_full_trainset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingDivergedWarning)
+        algo = algo_class(random_state=0).fit(trainset)
+    estimates = [algo.predict(str(u), str(i)).est for u, i, _ in triples]
+    # NMF has no mean term: its factors alone carry the ratings, and only come near them.
+    assert np.allclose(estimates, ratings, atol=0.5 if algo_class is TorchNMF else 0.1)

@@ -147,7 +147,12 @@ class DivergenceGuard:
         # RMSE of the constant model: values are already centred where the model has a mean.
         # A dot product in the values' dtype: the reference only sets a threshold, and a float64 copy
         # of ML-10M's ratings cost 0.05 s of a first epoch.
-        self.reference = math.sqrt(float(values.dot(values)) / values.numel()) if values.numel() else 1.0
+        reference = math.sqrt(float(values.dot(values)) / values.numel()) if values.numel() else 0.0
+        # Ratings that all equal the mean (one rating, or unary data such as "liked" = 1) give no scale of
+        # their own: the mean fits them exactly and any model's RMSE is "infinitely" above it. Trainers
+        # fitted through train_on_arrays see standardised ratings, whose unit is the ratings' spread, so 1
+        # stands in (without it such a fit was reported diverged, or failed dividing by zero).
+        self.reference = reference if reference > 0 and math.isfinite(reference) else 1.0
         self.first = None
         self.diverged: Optional[str] = None
         self.kept_epoch: Optional[int] = None
