@@ -121,9 +121,10 @@ def ratings_tensor(arrays: RatingArrays, layout: str, device, dtype):
     crow = torch.searchsorted(ids, rows, out_int32=narrow == torch.int32)
     cols = tensor_view(items).to(narrow)
     values = tensor_view(ratings).to(device=device, dtype=dtype)
-    # Sorted by (user, item) with no pair repeated (checked or made so above): the trainers need not check.
+    # Sorted by (user, item) with no pair repeated (checked or made so above), the values checked by
+    # as_rating_arrays: the trainers need not check them again.
     return csr_tensor(crow.to(device), cols.to(device), values, (arrays.n_users, arrays.n_items),
-                      ascending=True), None
+                      validated=True), None
 
 
 def training_bytes(trainer, n_users: int, n_items: int, n_ratings: int, dtype: torch.dtype, layout: str,

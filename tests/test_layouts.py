@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import surprise_torch.arrays as arrays_module
-from surprise_torch import train_als, train_nmf, train_on_arrays, train_svd
+from surprise_torch import train_als, train_bayes_mf, train_nmf, train_on_arrays, train_svd
 from surprise_torch.trainers import train_svd_stacked
 from surprise_torch.trainers._observed import observed_ratings
 
@@ -83,6 +83,42 @@ def test_csr_tensors_of_checked_arrays_are_not_checked_again(monkeypatch):
     unvouched = observed.csr_tensor(vouched.crow_indices(), vouched.col_indices(), vouched.values(), vouched.shape)
     observed_ratings(unvouched)
     assert calls == [1]
+
+
+def _bad_inputs():
+    """(ratings, mask, message) that every trainer must refuse with that message (None: must accept)."""
+    ratings = torch.tensor([[5.0, 3.0, 0.0], [4.0, 0.0, 1.0]])
+    mask = (ratings > 0).double()
+    nan = ratings.clone()
+    nan[0, 1] = float("nan")
+    outside = ratings.clone()
+    outside[0, 2] = float("nan")  # unobserved: ignored
+    cases = {"1-D": (ratings[0], mask[0], "2-D"), "3-D": (ratings[None], mask[None], "2-D"),
+             "integers": (ratings.long(), mask, "floating point"), "mask shape": (ratings, mask[:1], "mask must"),
+             "NaN": (nan, mask, "1 observed rating"), "no mask": (ratings, None, "need a mask"),
+             "empty": (ratings, torch.zeros_like(mask), "no observed ratings"),
+             "sparse NaN": (_csr(nan * mask), None, "1 observed rating"), "NaN unobserved": (outside, mask, None)}
+    return [pytest.param(*case, id=what) for what, case in cases.items()]
+
+
+@pytest.mark.parametrize("trainer", [train_svd, train_als, train_nmf, train_bayes_mf], ids=lambda t: t.__name__)
+@pytest.mark.parametrize("ratings,mask,message", _bad_inputs())
+def test_trainers_refuse_what_is_not_a_rating_matrix_saying_what(trainer, ratings, mask, message):
+    # Each used to fail deep inside (TypeError, IndexError, a torch dtype error,
+    # ZeroDivisionError), or to train on NaN and call it a divergence.
+    extra = {"burn_in": 1} if trainer is train_bayes_mf else {}
+    call = lambda: trainer(ratings, mask, n_factors=2, n_epochs=3, generator=torch.Generator().manual_seed(0), **extra)
+    if message is None:
+        assert torch.isfinite(call().pu).all()
+    else:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_an_empty_share_of_a_distributed_fit_is_not_refused():
+    empty = _csr(torch.zeros(2, 3))
+    obs, values = observed_ratings(empty, allow_empty=True)
+    assert values.numel() == 0 and obs.shape == (2, 3)
 
 
 @pytest.mark.parametrize("name,trainer,extra", TRAINERS[:4], ids=[t[0] for t in TRAINERS[:4]])

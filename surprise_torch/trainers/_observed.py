@@ -709,39 +709,53 @@ def _counts_crow(counts: torch.Tensor) -> torch.Tensor:
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 
-#: CSR tensors made by :func:`csr_tensor` with ``ascending=True``, by ``id``: their columns are known to
-#: ascend within rows, so :func:`observed_ratings` does not check them again.
-_ASCENDING = weakref.WeakValueDictionary()
+#: CSR tensors made by :func:`csr_tensor` with ``validated=True``, by ``id``: their columns are known to
+#: ascend within rows and their values to be finite, so :func:`observed_ratings` does not check them again.
+_VALIDATED = weakref.WeakValueDictionary()
 
 
 def csr_tensor(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape,
-               ascending: bool = False) -> torch.Tensor:
+               validated: bool = False) -> torch.Tensor:
     """A sparse CSR tensor of these (trusted) indices, without torch's warning that CSR is in beta.
 
-    With ``ascending``, the caller vouches that the columns strictly ascend
-    within each row (it has checked or sorted them): :func:`observed_ratings`
-    then indexes the tensor without a pass of its own over the columns
-    (ML-10M's: 6 ms of a first epoch, after the same check on the arrays).
+    With ``validated``, the caller vouches that the columns strictly ascend
+    within each row (it has checked or sorted them) and that there are
+    values, all finite (it has checked them): :func:`observed_ratings` then
+    indexes the tensor without passes of its own over the columns and the
+    values (ML-10M's columns: 6 ms of a first epoch, after the same check on
+    the arrays).
     """
     with warnings.catch_warnings():
         # torch labels CSR "beta"; the products used here are long stable.
         warnings.simplefilter("ignore", UserWarning)
         tensor = torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
-    if ascending:
-        _ASCENDING[id(tensor)] = tensor
+    if validated:
+        _VALIDATED[id(tensor)] = tensor
     return tensor
 
 
-def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None):
+def rating_shape(ratings: torch.Tensor) -> tuple:
+    """``(n_users, n_items)`` of a rating matrix; a ``ValueError`` if it is not 2-D."""
+    shape = tuple(ratings.shape)
+    if len(shape) != 2:
+        raise ValueError(f"ratings must be a 2-D (n_users, n_items) tensor, got shape {shape}.")
+    return shape
+
+
+def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None, allow_empty: bool = False):
     """Index the observed ratings of a dense (with ``mask``) or sparse COO/CSR tensor.
 
     Parameters
     ----------
     ratings : torch.Tensor
-        ``(n_users, n_items)``: dense (then ``mask`` marks the observed
-        entries), or sparse COO or CSR whose stored entries are the ratings.
+        ``(n_users, n_items)`` floating point: dense (then ``mask`` marks the
+        observed entries), or sparse COO or CSR whose stored entries are the
+        ratings.
     mask : torch.Tensor, optional
         Dense 0/1 mask; required with dense ``ratings``, ignored otherwise.
+    allow_empty : bool, default False
+        Accept a matrix with no observed rating (one process's share of a
+        distributed fit may have none).
 
     Returns
     -------
@@ -752,14 +766,37 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None):
     Raises
     ------
     ValueError
-        For a dense tensor without a mask, a sparse tensor with repeated
-        (user, item) pairs, or another layout.
+        For ratings that are not a 2-D floating-point tensor, a dense tensor
+        without a mask or with a mask of another shape, a sparse tensor with
+        repeated (user, item) pairs, another layout, an observed rating that
+        is NaN or infinite, or (unless ``allow_empty``) no observed rating.
     """
-    shape = tuple(ratings.shape)
+    shape = rating_shape(ratings)
+    if not ratings.dtype.is_floating_point:
+        raise ValueError(f"ratings must be floating point (float32 or float64), got {ratings.dtype}; "
+                         "convert them with .float() or .double().")
+    if ratings.layout == torch.sparse_csr and _VALIDATED.get(id(ratings)) is ratings:
+        # As train_on_arrays builds them, from validated arrays: indexed as they stand, int32 indices
+        # included, with no pass over the values (ML-10M: a first epoch's few ms).
+        return Observed(items=ratings.col_indices(), shape=shape, user_crow=ratings.crow_indices()), ratings.values()
+    obs, values = _observed(ratings, mask, shape)
+    if values.numel() == 0 and not allow_empty:
+        raise ValueError("There are no observed ratings to train on.")
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        raise ValueError(f"{int((~finite).sum())} observed rating(s) are NaN or infinite; "
+                         "remove them (or leave them out of the mask).")
+    return obs, values
+
+
+def _observed(ratings: torch.Tensor, mask: torch.Tensor | None, shape: tuple):
+    """:func:`observed_ratings`' index and values, before the values are checked."""
     if ratings.layout == torch.strided:
         if mask is None:
             raise ValueError("Dense ratings need a mask of the observed entries (mask=...), "
                              "or pass a sparse COO/CSR tensor.")
+        if tuple(mask.shape) != shape:
+            raise ValueError(f"mask must have the ratings' shape {shape}, got {tuple(mask.shape)}.")
         obs = Observed.from_mask(mask)
         return obs, ratings[obs.users, obs.items]
     if ratings.layout == torch.sparse_coo:
@@ -770,8 +807,7 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None):
         return Observed.from_coordinates(users, items, shape), coalesced.values()
     if ratings.layout == torch.sparse_csr:
         crow, cols, values = ratings.crow_indices(), ratings.col_indices(), ratings.values()
-        if _ASCENDING.get(id(ratings)) is ratings or _ascending_within_rows(crow, cols):
-            # As train_on_arrays builds them: indexed as they stand, int32 indices included.
+        if _ascending_within_rows(crow, cols):
             return Observed(items=cols, shape=shape, user_crow=crow), values
         # CSR need not sort columns within a row.
         users = _row_ids(crow)

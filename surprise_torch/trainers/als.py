@@ -21,7 +21,7 @@ from . import _blocks
 from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
                       init_factors, record, safe_counts)
-from ._observed import CSRProduct, NormalOperator, Observed, csr_tensor, observed_ratings
+from ._observed import CSRProduct, NormalOperator, Observed, csr_tensor, observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_als", "train_als_stacked", "solve_ridge_rows", "complete_als"]
@@ -165,10 +165,13 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
 
     Raises
     ------
+    ValueError
+        For ratings that are not a 2-D floating-point matrix, a mask of
+        another shape, or observed ratings that are none, NaN or infinite.
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
-    return _fit_als(ratings, mask, Stack.single(*ratings.shape), n_factors=n_factors, n_epochs=[n_epochs],
+    return _fit_als(ratings, mask, Stack.single(*rating_shape(ratings)), n_factors=n_factors, n_epochs=[n_epochs],
                     biased=biased, reg=[reg], reg_bu=[reg_bu], reg_bi=[reg_bi], weighted_reg=weighted_reg,
                     init_mean=init_mean, init_std_dev=init_std_dev, generators=[generator], eval_data=eval_data,
                     callback=callback, group=group, on_divergence=on_divergence, solver=solver,
@@ -244,7 +247,8 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
                 raise ValueError(f"solver='cg' needs a positive {name}; use a positive {name}, or "
                                  "solver='cholesky', which reports singular systems.")
     comm = _Exchange(group)
-    obs, values = observed_ratings(ratings, mask)
+    # One process's share of a distributed fit may hold no rating.
+    obs, values = observed_ratings(ratings, mask, allow_empty=group is not None)
     fits = range(stack.n_fits)
     n_u, n_i, n_r = stack.lengths("users"), stack.lengths("items"), stack.rating_lengths(obs.user_crow)
     # A fit's ratings are contiguous in item-major order too, as its items are.

@@ -42,7 +42,7 @@ import torch
 
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, estimates_rmse, eval_estimates,
                       init_factors, record, sum64)
-from ._observed import observed_ratings
+from ._observed import observed_ratings, rating_shape
 from .als import _als_memory, _Exchange, _Side
 
 __all__ = ["train_bayes_mf"]
@@ -110,14 +110,16 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     Raises
     ------
     ValueError
-        If ``burn_in`` is not below ``n_epochs``, or ``thinning`` would keep
-        more than ``max_samples`` samples.
+        If ``burn_in`` is not below ``n_epochs``, ``thinning`` would keep
+        more than ``max_samples`` samples, for ratings that are not a 2-D
+        floating-point matrix, a mask of another shape, or observed ratings
+        that are none, NaN or infinite.
     TrainingDivergedError
         If a sweep blows up and ``on_divergence="raise"``.
     """
     thinning = sampling_plan(n_epochs, burn_in, thinning, max_samples)
     device, dtype = ratings.device, ratings.dtype
-    n_users, n_items = ratings.shape
+    n_users, n_items = rating_shape(ratings)
     k = n_factors
     d = k + 1 if biased else k
     obs, values = observed_ratings(ratings, mask)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ._common import DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, record, safe_counts, truncate
-from ._observed import observed_ratings
+from ._observed import observed_ratings, rating_shape
 
 __all__ = ["train_nmf"]
 
@@ -62,12 +62,14 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     Raises
     ------
     ValueError
-        If a rating is negative: multiplicative updates need non-negative data.
+        If a rating is negative (multiplicative updates need non-negative
+        data), for ratings that are not a 2-D floating-point matrix, a mask
+        of another shape, or observed ratings that are none, NaN or infinite.
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
     device, dtype = ratings.device, ratings.dtype
-    n_users, n_items = ratings.shape
+    n_users, n_items = rating_shape(ratings)
     obs, values = observed_ratings(ratings, mask)
     users, items = obs.users, obs.items
     if bool((values < 0).any()):

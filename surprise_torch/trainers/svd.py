@@ -16,7 +16,7 @@ from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, eval_rmse, init_factors,
                       record, safe_counts, truncate)
 from ._memory import fresh_empty, fresh_zeros
-from ._observed import observed_ratings
+from ._observed import observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
 __all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
@@ -96,10 +96,13 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
 
     Raises
     ------
+    ValueError
+        For ratings that are not a 2-D floating-point matrix, a mask of
+        another shape, or observed ratings that are none, NaN or infinite.
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
-    return _fit_svd(ratings, mask, Stack.single(*ratings.shape), n_factors=n_factors, n_epochs=[n_epochs],
+    return _fit_svd(ratings, mask, Stack.single(*rating_shape(ratings)), n_factors=n_factors, n_epochs=[n_epochs],
                     biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev, lr=[lr],
                     reg=[reg], optimizer=optimizer, generators=[generator], eval_data=eval_data,
                     callback=callback, on_divergence=on_divergence, overwrite_ratings=overwrite_ratings)[0]
