@@ -231,7 +231,7 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     """The ALS trainer for ``stack.n_fits`` stacked fits (one for :func:`train_als`); per-fit lists of
     ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi`` and ``generators``."""
     device, dtype = ratings.device, ratings.dtype
-    n_users, n_items = ratings.shape
+    n_users, n_items = rating_shape(ratings)
     stack.check(ratings.shape)
     if group is not None and stack.n_fits > 1:  # the shards and sums below are per process, not per fit
         raise ValueError("Distributed training (group=...) takes one fit at a time, not a stack.")

@@ -162,7 +162,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     reg = [{t: 0.1 for t in _TERMS} | dict(rates or {}) for rates in reg]
     opt_cls = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
     device, dtype = ratings.device, ratings.dtype
-    n_users, n_items = ratings.shape
+    n_users, n_items = rating_shape(ratings)
     stack.check(ratings.shape)
     k = n_factors
     obs, values = observed_ratings(ratings, mask)
