@@ -24,8 +24,8 @@ def check_float(name, value, *, minimum=0.0, strict=False):
     if ok:
         ok = value > minimum if strict else value >= minimum
     if not ok:
-        bound = ">" if strict else ">="
-        raise ValueError(f"{name} must be a finite number {bound} {minimum}, got {value!r}.")
+        bound = "" if minimum == -float("inf") else f" {'>' if strict else '>='} {minimum}"
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}.")
     return float(value)
 
 

@@ -271,3 +271,11 @@ def test_too_large_is_refused_before_allocating(algo_class, split, monkeypatch):
     monkeypatch.setattr(arrays, "available_bytes", lambda device: 1000)
     with pytest.raises(MemoryError, match=r"needs about .* GiB .* available"):
         algo_class(**FAST[algo_class]).fit(trainset)
+
+
+def test_an_unbounded_number_asks_only_to_be_finite(algo_class, split):
+    if not has_param(algo_class, "init_mean"):
+        pytest.skip(f"{algo_class.__name__} has no init_mean")
+    # Not "a finite number >= -inf".
+    with pytest.raises(ValueError, match=r"^init_mean must be a finite number, got inf\.$"):
+        algo_class(init_mean=float("inf")).fit(split[0])
