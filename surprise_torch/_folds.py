@@ -58,8 +58,9 @@ def split(cv, data) -> list:
     raw = data.raw_ratings
     n = len(raw)
     if cv.n_splits > n or cv.n_splits < 2:
-        raise ValueError("Incorrect value for n_splits={}. Must be >=2 and less than the number of ratings"
-                         .format(n))
+        # Surprise's own message names the number of ratings as n_splits; this one names both.
+        raise ValueError(f"Incorrect value for n_splits={cv.n_splits}. Must be >=2 and at most the number of "
+                         f"ratings ({n}).")
     indices = np.arange(n)
     if cv.shuffle:
         get_rng(cv.random_state).shuffle(indices)
