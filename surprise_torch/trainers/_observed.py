@@ -775,11 +775,11 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None, al
     if not ratings.dtype.is_floating_point:
         raise ValueError(f"ratings must be floating point (float32 or float64), got {ratings.dtype}; "
                          "convert them with .float() or .double().")
-    if ratings.layout == torch.sparse_csr and _VALIDATED.get(id(ratings)) is ratings:
-        # As train_on_arrays builds them, from validated arrays: indexed as they stand, int32 indices
-        # included, with no pass over the values (ML-10M: a first epoch's few ms).
-        return Observed(items=ratings.col_indices(), shape=shape, user_crow=ratings.crow_indices()), ratings.values()
-    obs, values = _observed(ratings, mask, shape)
+    # As train_on_arrays builds them, from validated arrays: no pass over the columns or the values.
+    validated = ratings.layout == torch.sparse_csr and _VALIDATED.get(id(ratings)) is ratings
+    obs, values = _observed(ratings, mask, shape, validated)
+    if validated:
+        return obs, values
     if values.numel() == 0 and not allow_empty:
         raise ValueError("There are no observed ratings to train on.")
     finite = torch.isfinite(values)
@@ -789,8 +789,9 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None, al
     return obs, values
 
 
-def _observed(ratings: torch.Tensor, mask: torch.Tensor | None, shape: tuple):
-    """:func:`observed_ratings`' index and values, before the values are checked."""
+def _observed(ratings: torch.Tensor, mask: torch.Tensor | None, shape: tuple, validated: bool):
+    """:func:`observed_ratings`' index and values, before the values are checked (``validated``: a CSR
+    tensor whose columns are known to ascend within rows)."""
     if ratings.layout == torch.strided:
         if mask is None:
             raise ValueError("Dense ratings need a mask of the observed entries (mask=...), "
@@ -807,7 +808,8 @@ def _observed(ratings: torch.Tensor, mask: torch.Tensor | None, shape: tuple):
         return Observed.from_coordinates(users, items, shape), coalesced.values()
     if ratings.layout == torch.sparse_csr:
         crow, cols, values = ratings.crow_indices(), ratings.col_indices(), ratings.values()
-        if _ascending_within_rows(crow, cols):
+        if validated or _ascending_within_rows(crow, cols):
+            # Indexed as they stand, int32 indices included.
             return Observed(items=cols, shape=shape, user_crow=crow), values
         # CSR need not sort columns within a row.
         users = _row_ids(crow)

@@ -42,7 +42,7 @@ import torch
 
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, estimates_rmse, eval_estimates,
                       init_factors, record, sum64)
-from ._observed import observed_ratings, rating_shape
+from ._observed import observed_ratings
 from .als import _als_memory, _Exchange, _Side
 
 __all__ = ["train_bayes_mf"]
@@ -119,10 +119,10 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     """
     thinning = sampling_plan(n_epochs, burn_in, thinning, max_samples)
     device, dtype = ratings.device, ratings.dtype
-    n_users, n_items = rating_shape(ratings)
     k = n_factors
     d = k + 1 if biased else k
     obs, values = observed_ratings(ratings, mask)
+    n_users, n_items = obs.shape
     n = obs.nnz
     alone = _Exchange(None)
     users, items = _Side.of_users(obs, values, alone, d), _Side.of_items(obs, values, alone, d)

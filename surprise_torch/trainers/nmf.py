@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ._common import DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, record, safe_counts, truncate
-from ._observed import observed_ratings, rating_shape
+from ._observed import observed_ratings
 
 __all__ = ["train_nmf"]
 
@@ -69,8 +69,8 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         If training blows up and ``on_divergence="raise"``.
     """
     device, dtype = ratings.device, ratings.dtype
-    n_users, n_items = rating_shape(ratings)
     obs, values = observed_ratings(ratings, mask)
+    n_users, n_items = obs.shape
     users, items = obs.users, obs.items
     if bool((values < 0).any()):
         raise ValueError("NMF needs non-negative ratings; shift the rating scale so that its lower "
