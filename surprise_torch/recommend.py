@@ -8,6 +8,8 @@ seen items are masked, and ``torch.topk`` picks the best.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 from surprise import NMF, SVD, SVDpp
@@ -47,7 +49,8 @@ def top_n(algo, n: int = 10, exclude_seen: bool = True, users=None, device="cpu"
     Raises
     ------
     TypeError
-        If ``algo`` is not a matrix-factorization algorithm named above.
+        If ``algo`` is not a matrix-factorization algorithm named above, or
+        ``users`` is a single id (a string, say) rather than a collection.
     ValueError
         If ``algo`` is not fitted, ``n`` or ``batch_size`` is not a positive
         integer, or a user is unknown to the trainset.
@@ -59,6 +62,9 @@ def top_n(algo, n: int = 10, exclude_seen: bool = True, users=None, device="cpu"
     if users is None:
         inner = np.arange(trainset.n_users)
     else:
+        if isinstance(users, (str, bytes)) or not isinstance(users, Iterable):
+            # A string is iterable: "196" used to recommend for users "1", "9" and "6" where those exist.
+            raise TypeError(f"users must be a list of raw user ids, not one id: pass [{users!r}].")
         unknown = [u for u in users if u not in trainset._raw2inner_id_users]
         if unknown:
             raise ValueError(f"users {unknown[:5]} are not in the trainset; top_n recommends for known users.")

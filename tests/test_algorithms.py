@@ -137,7 +137,7 @@ def test_params_rebuild_the_algorithm(algo_class):
 
 
 @pytest.mark.parametrize("name,value", [
-    ("n_factors", 0), ("n_factors", 2.5), ("n_epochs", -1), ("biased", "yes"),
+    ("n_factors", -1), ("n_factors", 2.5), ("n_epochs", -1), ("biased", "yes"),
     ("random_state", -3), ("verbose", 2), ("on_divergence", "ignore"), ("n_epochs", 2.0), ("init_std_dev", -0.1), ("init_mean", float("nan")),
     ("device", "tpu"), ("device", "cuda:7" if torch.cuda.is_available() else "cuda"), ("dtype", "int8"),
     ("optimizer", "lbfgs"), ("lr_all", 0.0), ("reg_all", -1.0), ("lr_yj", -0.1), ("reg", 0.0),
@@ -151,6 +151,27 @@ def test_invalid_parameters_name_themselves(algo_class, split, name, value):
     trainset, _ = split
     with pytest.raises(ValueError, match=name):
         algo_class(**{**FAST[algo_class], name: value}).fit(trainset)
+
+
+def test_zero_factors_fit_the_biases_alone(algo_class, split):
+    # Surprise's SVD, SVDpp and NMF take n_factors=0 (a baseline model trained their way); a grid over
+    # n_factors that includes it used to stop with our ValueError.
+    trainset, testset = split
+    params = {**FAST[algo_class], "n_factors": 0}
+    if algo_class is TorchBayesMF:  # no Surprise counterpart; its sample count is read off the factors
+        with pytest.raises(ValueError, match="n_factors"):
+            algo_class(**params).fit(trainset)
+        return
+    algo = algo_class(**params).fit(trainset)
+    assert algo.pu.shape == (trainset.n_users, 0) and algo.qi.shape == (trainset.n_items, 0)
+    low, high = trainset.rating_scale
+    for uid, iid, _ in testset[:20]:
+        u, i = trainset.to_inner_uid(uid), trainset.to_inner_iid(iid)
+        expected = np.clip(algo.global_mean_ + algo.bu[u] + algo.bi[i], low, high)
+        assert algo.predict(uid, iid).est == pytest.approx(expected)
+    # The biases carry this data's row and column effects: better than the mean, as Surprise's baseline is.
+    mean_only = accuracy.rmse([(uid, iid, r, trainset.global_mean, {}) for uid, iid, r in testset], verbose=False)
+    assert accuracy.rmse(algo.test(testset), verbose=False) < 0.9 * mean_only
 
 
 def test_every_parameter_changes_the_model(algo_class, split):

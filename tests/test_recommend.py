@@ -51,6 +51,9 @@ def test_top_n_options(split):
         assert [s for _, s in batched[user]] == pytest.approx([s for _, s in ranked], rel=1e-12)
     with pytest.raises(ValueError, match="not in the trainset"):
         top_n(algo, users=["nobody"])
+    # One id where a collection belongs: a string is iterable, so "12" meant users "1" and "2" where they exist.
+    with pytest.raises(TypeError, match=r"not one id: pass \['u1'\]"):
+        top_n(algo, users="u1")
     with pytest.raises(ValueError, match="n must"):
         top_n(algo, n=0)
     with pytest.raises(ValueError, match="fit first"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from surprise_torch import complete_als, solve_ridge_rows, train_als, train_svd
+from surprise_torch import complete_als, solve_ridge_rows, train_als, train_bayes_mf, train_nmf, train_svd
 
 
 def ridge_reference(mask, target, features, penalty):
@@ -708,3 +708,66 @@ def test_svd_draws_its_initial_factors_beside_the_tile_cut(monkeypatch, threads)
     pu = init_factors(37, 4, 0.0, 0.1, draw, "cpu", torch.float32)
     qi = init_factors(11, 4, 0.0, 0.1, draw, "cpu", torch.float32)
     assert torch.equal(model.pu, pu) and torch.equal(model.qi, qi)
+
+
+def _out_of_range():
+    """(trainer, parameters, message) that the trainer must refuse with that message: each used to train
+    silently (a negative rate ascends, a misspelt term was ignored), or failed deep inside (TypeError,
+    KeyError, ZeroDivisionError, torch's errors)."""
+    cases = [(train_svd, {"n_factors": -1}, "n_factors must be an integer >= 0"),
+             (train_svd, {"n_factors": 2.5}, "n_factors"), (train_svd, {"n_epochs": -1}, "n_epochs"),
+             (train_svd, {"n_epochs": 1.5}, "n_epochs"), (train_svd, {"init_std_dev": -1.0}, "init_std_dev"),
+             (train_svd, {"lr": {"pu": -0.1}}, r"lr\['pu'\] must be a finite number > 0"),
+             (train_svd, {"reg": {"qi": float("nan")}}, r"reg\['qi'\]"),
+             (train_svd, {"lr": {"q_i": 0.1}}, "lr has no term 'q_i'; its keys are bu, bi, pu, qi, yj"),
+             (train_svd, {"reg": "strong"}, "reg must be a dict of per-term values"),
+             (train_svd, {"optimizer": "lbfgs"}, "optimizer must be one of"),
+             (train_svd, {"biased": "no"}, "biased"), (train_svd, {"implicit": 2}, "implicit"),
+             (train_als, {"n_factors": -1}, "n_factors"), (train_als, {"n_epochs": -2}, "n_epochs"),
+             (train_als, {"reg": -1.0, "solver": "cholesky"}, "reg must be a finite number >= 0"),
+             (train_als, {"weighted_reg": "yes"}, "weighted_reg"), (train_als, {"init_std_dev": -1.0}, "init_std_dev"),
+             (train_nmf, {"n_factors": -1}, "n_factors"), (train_nmf, {"init_low": -1.0}, "init_low"),
+             (train_nmf, {"init_low": 2.0, "init_high": 1.0}, "init_high must be a finite number > 2.0"),
+             (train_nmf, {"reg_pu": -1.0}, "reg_pu"), (train_nmf, {"lr_bi": float("inf")}, "lr_bi"),
+             (train_bayes_mf, {"n_factors": -1}, "n_factors"), (train_bayes_mf, {"thinning": 0}, "thinning"),
+             (train_bayes_mf, {"max_samples": 0}, "max_samples"), (train_bayes_mf, {"burn_in": -1}, "burn_in"),
+             (train_bayes_mf, {"prior_rate": 0.0}, "prior_rate must be a finite number > 0")]
+    return [pytest.param(trainer, params, message, id=f"{trainer.__name__}-{'-'.join(map(str, params.items()))}")
+            for trainer, params, message in cases]
+
+
+@pytest.mark.parametrize("trainer,params,message", _out_of_range())
+def test_trainers_refuse_parameters_out_of_range_naming_them(problem, trainer, params, message):
+    ratings, mask = problem
+    base = {"n_factors": 2, "n_epochs": 4, "generator": torch.Generator().manual_seed(0)}
+    if trainer is train_bayes_mf:
+        base["burn_in"] = 1
+    with pytest.raises(ValueError, match=message):
+        trainer(ratings, mask, **base | params)
+
+
+def test_one_svd_rate_for_every_term_is_a_rate_per_term(problem):
+    ratings, mask = problem
+    fits = [train_svd(ratings, mask, n_factors=2, n_epochs=5, lr=lr, reg=reg, generator=torch.Generator().manual_seed(0))
+            for lr, reg in ((0.05, 0.2), (dict.fromkeys(("bu", "bi", "pu", "qi", "yj"), 0.05),
+                                          dict.fromkeys(("bu", "bi", "pu", "qi", "yj"), 0.2)))]
+    assert torch.equal(fits[0].pu, fits[1].pu) and torch.equal(fits[0].bi, fits[1].bi)
+    default = train_svd(ratings, mask, n_factors=2, n_epochs=5, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(default.pu, fits[0].pu)
+
+
+@pytest.mark.parametrize("trainer,extra", [(train_svd, {}), (train_svd, {"implicit": True}), (train_als, {}),
+                                           (train_als, {"solver": "cholesky"}), (train_nmf, {"biased": True}),
+                                           (train_bayes_mf, {"burn_in": 2})],
+                         ids=["svd", "svdpp", "als", "als-cholesky", "nmf", "bayes"])
+def test_zero_factors_train_the_biases_alone(problem, trainer, extra):
+    # SVD++'s and NMF's products with an empty factor table divided by zero.
+    ratings, mask = problem
+    ratings = ratings.abs() if trainer is train_nmf else ratings  # NMF takes non-negative ratings
+    model = trainer(ratings, mask, n_factors=0, n_epochs=8, generator=torch.Generator().manual_seed(0), **extra)
+    observed = ratings[mask > 0]
+    assert model.pu.shape == (ratings.shape[0], 0) and model.qi.shape == (ratings.shape[1], 0)
+    assert model.bu.abs().sum() > 0 and model.bi.abs().sum() > 0
+    # The sampler's single draws are noisy; its posterior mean is what it fits.
+    rmse = model.history["train_rmse_mean" if trainer is train_bayes_mf else "train_rmse"][-1]
+    assert rmse < float(((observed - observed.mean()) ** 2).mean().sqrt())

@@ -21,6 +21,7 @@ class TorchALS(TorchMFAlgo):
     Parameters
     ----------
     n_factors : int, default 20
+        0 fits the biases alone (alternating least squares for the baselines).
     n_epochs : int, default 10
         Sweeps (all users, then all items).
     biased : bool, default True
@@ -101,7 +102,7 @@ class TorchALS(TorchMFAlgo):
 
     def _trainer_kwargs(self):
         return dict(
-            n_factors=check_int("n_factors", self.n_factors),
+            n_factors=check_int("n_factors", self.n_factors, minimum=0),
             n_epochs=check_int("n_epochs", self.n_epochs, minimum=0),
             biased=check_bool("biased", self.biased),
             reg=check_float("reg", self.reg, strict=True),

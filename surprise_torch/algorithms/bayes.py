@@ -27,6 +27,7 @@ class TorchBayesMF(TorchMFAlgo):
     Parameters
     ----------
     n_factors : int, default 10
+        At least 1.
     n_epochs : int, default 200
         Gibbs sweeps in all, burn-in included.
     burn_in : int, default 10

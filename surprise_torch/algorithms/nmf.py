@@ -19,6 +19,7 @@ class TorchNMF(TorchMFAlgo):
     Parameters
     ----------
     n_factors : int, default 15
+        0 leaves the biases alone (with ``biased``), as Surprise's NMF allows.
     n_epochs : int, default 50
     biased : bool, default False
         Use baselines. As Surprise warns, biased NMF overfits easily.
@@ -72,7 +73,7 @@ class TorchNMF(TorchMFAlgo):
     def _trainer_kwargs(self):
         init_low = check_float("init_low", self.init_low)
         return dict(
-            n_factors=check_int("n_factors", self.n_factors),
+            n_factors=check_int("n_factors", self.n_factors, minimum=0),
             n_epochs=check_int("n_epochs", self.n_epochs, minimum=0),
             biased=check_bool("biased", self.biased),
             **{name: check_float(name, getattr(self, name)) for name in

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from .._config import check_bool, check_float, check_int
-from ..trainers.svd import OPTIMIZERS, train_svd
+from ..trainers.svd import check_optimizer, train_svd
 from ._base import TorchMFAlgo
 
 __all__ = ["TorchSVD"]
@@ -26,6 +24,7 @@ class TorchSVD(TorchMFAlgo):
     Parameters
     ----------
     n_factors : int, default 100
+        0 fits the biases alone, as Surprise's SVD allows.
     n_epochs : int, default 30
         Passes over the trainset, one optimizer step each.
     biased : bool, default True
@@ -109,13 +108,13 @@ class TorchSVD(TorchMFAlgo):
         reg = {t: reg_all if getattr(self, f"reg_{t}") is None
                else check_float(f"reg_{t}", getattr(self, f"reg_{t}")) for t in self._terms}
         return dict(
-            n_factors=check_int("n_factors", self.n_factors),
+            n_factors=check_int("n_factors", self.n_factors, minimum=0),
             n_epochs=check_int("n_epochs", self.n_epochs, minimum=0),
             biased=check_bool("biased", self.biased),
             implicit=self._implicit,
             init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),
             init_std_dev=check_float("init_std_dev", self.init_std_dev),
-            lr=lr, reg=reg, optimizer=_check_optimizer(self.optimizer),
+            lr=lr, reg=reg, optimizer=check_optimizer(self.optimizer),
         )
 
     _trainer = staticmethod(train_svd)
@@ -123,14 +122,3 @@ class TorchSVD(TorchMFAlgo):
     _terms = ("bu", "bi", "pu", "qi")
     _implicit = False
 
-
-def _check_optimizer(value):
-    if isinstance(value, str):
-        if value not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer "
-                             f"subclass, got {value!r}.")
-        return value
-    if isinstance(value, type) and issubclass(value, torch.optim.Optimizer):
-        return value
-    raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer "
-                     f"subclass, got {value!r}.")

@@ -28,6 +28,7 @@ class TorchSVDpp(TorchSVD):
     Parameters
     ----------
     n_factors : int, default 50
+        0 fits the biases alone, as Surprise's SVDpp allows.
     n_epochs : int, default 50
     init_mean, init_std_dev : float, default 0, 0.1
     lr_all, reg_all : float, default 0.1, 0.11

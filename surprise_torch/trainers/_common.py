@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .._config import check_choice
+from .._config import check_choice, check_int
 
 #: Called after every epoch with its 1-based number and that epoch's metrics.
 EpochCallback = Callable[[int, dict], None]
@@ -214,6 +214,25 @@ def truncate(history: dict, n_epochs: int):
     """Drop the epochs after ``n_epochs`` from ``history`` (those of a state that was not kept)."""
     for values in history.values():
         del values[max(n_epochs, 0):]
+
+
+def check_sizes(n_factors, n_epochs: list) -> tuple:
+    """A trainer's ``n_factors`` and each fit's ``n_epochs``, checked: integers >= 0.
+
+    0 factors fit the biases alone (Surprise's SVD allows it too); 0 epochs
+    return the initial model.
+
+    Returns
+    -------
+    tuple
+        ``(n_factors, n_epochs)`` as an ``int`` and a list of ``int``.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter that is not an integer >= 0.
+    """
+    return check_int("n_factors", n_factors, minimum=0), [check_int("n_epochs", e, minimum=0) for e in n_epochs]
 
 
 #: Values per chunk in which :func:`init_factors` draws into its ``out`` (a multiple of 16; see there).

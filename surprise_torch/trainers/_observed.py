@@ -236,6 +236,8 @@ class CSRProduct:
         """
         if out is None:
             out, add = dense.new_empty((self.shape[0], dense.shape[1])), False
+        if dense.shape[1] == 0:  # n_factors=0 (a biases-only model): an empty product, no rows to chunk
+            return out
         row_bytes = dense.shape[1] * dense.element_size()
         tiling = self.prepare(dense)
         if tiling is None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._config import check_choice, check_int
+from .._config import check_bool, check_choice, check_float, check_int
 from . import _blocks
 from ._blocks import RowBlocks, _cholesky_solve
-from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, eval_rmse,
-                      init_factors, record, safe_counts)
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, check_sizes,
+                      eval_rmse, init_factors, record, safe_counts)
 from ._observed import CSRProduct, NormalOperator, Observed, csr_tensor, observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
@@ -119,13 +119,14 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     mask : torch.Tensor, optional
         Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 20
+        0 fits the biases alone.
     n_epochs : int, default 10
         Sweeps; each solves all users, then all items. 0 returns the initial
         (random) factors.
     biased : bool, default True
     reg, reg_bu, reg_bi : float
-        Regularisation of the factors and of the user and item biases; must
-        be positive.
+        Regularisation of the factors and of the user and item biases:
+        non-negative, and positive with ``solver="cg"``.
     weighted_reg : bool, default True
         Scale each row's regularisation by its number of ratings.
     init_mean, init_std_dev : float
@@ -167,7 +168,8 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     ------
     ValueError
         For ratings that are not a 2-D floating-point matrix, a mask of
-        another shape, or observed ratings that are none, NaN or infinite.
+        another shape, or observed ratings that are none, NaN or infinite;
+        or a parameter out of its range (named in the message).
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
@@ -235,7 +237,12 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     stack.check(ratings.shape)
     if group is not None and stack.n_fits > 1:  # the shards and sums below are per process, not per fit
         raise ValueError("Distributed training (group=...) takes one fit at a time, not a stack.")
-    k = n_factors
+    k, n_epochs = check_sizes(n_factors, n_epochs)
+    biased, weighted_reg = check_bool("biased", biased), check_bool("weighted_reg", weighted_reg)
+    reg, reg_bu, reg_bi = ([check_float(name, value) for value in values]
+                           for name, values in (("reg", reg), ("reg_bu", reg_bu), ("reg_bi", reg_bi)))
+    init_mean = check_float("init_mean", init_mean, minimum=float("-inf"))
+    init_std_dev = check_float("init_std_dev", init_std_dev)
     exact = check_choice("solver", solver, ("cholesky", "cg")) == "cholesky"
     cg_steps = check_int("cg_steps", cg_steps)
     if not exact:

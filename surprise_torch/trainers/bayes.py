@@ -40,6 +40,7 @@ import math
 import numpy as np
 import torch
 
+from .._config import check_bool, check_float, check_int
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, estimates_rmse, eval_estimates,
                       init_factors, record, sum64)
 from ._observed import observed_ratings
@@ -62,6 +63,7 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
         As for :func:`~surprise_torch.train_als`; best standardised (mean 0,
         spread 1), as :func:`~surprise_torch.train_on_arrays` hands them.
     n_factors : int, default 10
+        0 samples the biases alone.
     n_epochs : int, default 200
         Gibbs sweeps in all, burn-in included.
     burn_in : int, default 10
@@ -113,13 +115,18 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
         If ``burn_in`` is not below ``n_epochs``, ``thinning`` would keep
         more than ``max_samples`` samples, for ratings that are not a 2-D
         floating-point matrix, a mask of another shape, or observed ratings
-        that are none, NaN or infinite.
+        that are none, NaN or infinite; or a parameter out of its range
+        (named in the message).
     TrainingDivergedError
         If a sweep blows up and ``on_divergence="raise"``.
     """
     thinning = sampling_plan(n_epochs, burn_in, thinning, max_samples)
+    k = check_int("n_factors", n_factors, minimum=0)
+    biased = check_bool("biased", biased)
+    init_std_dev = check_float("init_std_dev", init_std_dev)
+    prior_shape, prior_rate, prior_strength = (check_float(name, value, strict=True) for name, value in (
+        ("prior_shape", prior_shape), ("prior_rate", prior_rate), ("prior_strength", prior_strength)))
     device, dtype = ratings.device, ratings.dtype
-    k = n_factors
     d = k + 1 if biased else k
     obs, values = observed_ratings(ratings, mask)
     n_users, n_items = obs.shape
@@ -245,8 +252,13 @@ def sampling_plan(n_epochs: int, burn_in: int, thinning: int | None, max_samples
     Raises
     ------
     ValueError
-        If no sample would be kept, or an explicit ``thinning`` keeps too many.
+        If a count is not an integer in its range (``n_epochs``,
+        ``thinning``, ``max_samples`` >= 1; ``burn_in`` >= 0), no sample
+        would be kept, or an explicit ``thinning`` keeps too many.
     """
+    n_epochs, burn_in = check_int("n_epochs", n_epochs), check_int("burn_in", burn_in, minimum=0)
+    thinning = None if thinning is None else check_int("thinning", thinning)
+    max_samples = check_int("max_samples", max_samples)
     after = n_epochs - burn_in
     if after < 1:
         raise ValueError(f"burn_in ({burn_in}) must be below n_epochs ({n_epochs}): no sample would be kept.")

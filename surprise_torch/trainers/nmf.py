@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ._common import DivergenceGuard, EpochCallback, EvalData, MFModel, eval_rmse, record, safe_counts, truncate
+from .._config import check_bool, check_float
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, check_sizes, eval_rmse, record,
+                      safe_counts, truncate)
 from ._observed import observed_ratings
 
 __all__ = ["train_nmf"]
@@ -40,14 +42,15 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     mask : torch.Tensor, optional
         Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 15
+        0 fits the biases alone (with ``biased``).
     n_epochs : int, default 50
     biased : bool, default False
     reg_pu, reg_qi, reg_bu, reg_bi : float
-        Regularisation of the factors and biases (per rating).
+        Regularisation of the factors and biases (per rating), >= 0.
     lr_bu, lr_bi : float
-        Bias learning rates (per rating).
+        Bias learning rates (per rating), >= 0.
     init_low, init_high : float, default 0, 1
-        Uniform initialisation range of the factors; ``init_low >= 0``.
+        Uniform initialisation range of the factors; ``0 <= init_low < init_high``.
     generator : torch.Generator, optional
     eval_data : EvalData, optional
     callback : callable, optional
@@ -64,10 +67,18 @@ def train_nmf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     ValueError
         If a rating is negative (multiplicative updates need non-negative
         data), for ratings that are not a 2-D floating-point matrix, a mask
-        of another shape, or observed ratings that are none, NaN or infinite.
+        of another shape, or observed ratings that are none, NaN or infinite;
+        or a parameter out of its range (named in the message).
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
+    n_factors, (n_epochs,) = check_sizes(n_factors, [n_epochs])
+    biased = check_bool("biased", biased)
+    reg_pu, reg_qi, reg_bu, reg_bi, lr_bu, lr_bi = (check_float(name, value) for name, value in (
+        ("reg_pu", reg_pu), ("reg_qi", reg_qi), ("reg_bu", reg_bu), ("reg_bi", reg_bi), ("lr_bu", lr_bu),
+        ("lr_bi", lr_bi)))
+    init_low = check_float("init_low", init_low)
+    init_high = check_float("init_high", init_high, minimum=init_low, strict=True)
     device, dtype = ratings.device, ratings.dtype
     obs, values = observed_ratings(ratings, mask)
     n_users, n_items = obs.shape

@@ -10,16 +10,20 @@ speed, and lets any ``torch.optim`` optimizer drive the updates.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
+
 import torch
 
+from .._config import check_bool, check_float
 from . import _optim
-from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, eval_rmse, init_factors,
-                      record, safe_counts, truncate)
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, check_sizes, eval_rmse,
+                      init_factors, record, safe_counts, truncate)
 from ._memory import fresh_empty, fresh_zeros
 from ._observed import observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
-__all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
+__all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS", "check_optimizer"]
 
 #: Optimizers accepted by name: torch.optim's updates with their default settings, as
 #: plain tensor code (see :mod:`._optim` for why); any ``torch.optim.Optimizer`` subclass works too.
@@ -55,6 +59,7 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     mask : torch.Tensor, optional
         Dense 0/1 mask of the observed entries, for dense ``ratings``.
     n_factors : int, default 100
+        0 fits the biases alone.
     n_epochs : int, default 30
         Passes over all ratings; each is one optimizer step. 0 returns the
         initial model.
@@ -64,9 +69,10 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         Add SVD++'s implicit-feedback factors ``yj`` (the items each user rated).
     init_mean, init_std_dev : float
         Normal initialisation of the factors; biases start at 0.
-    lr, reg : dict
-        Learning rate and regularisation per term, keys ``bu, bi, pu, qi, yj``.
-        Missing keys default to 0.1 (both).
+    lr, reg : dict or float, optional
+        Learning rate and regularisation per term, keys ``bu, bi, pu, qi, yj``
+        (missing keys default to 0.1, both), or one value for every term.
+        Rates must be positive, regularisation non-negative.
     optimizer : str or type, default "adam"
         ``"sgd"``, ``"rmsprop"``, ``"adam"`` or a ``torch.optim.Optimizer``
         subclass, built with one parameter group per term.
@@ -98,7 +104,8 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     ------
     ValueError
         For ratings that are not a 2-D floating-point matrix, a mask of
-        another shape, or observed ratings that are none, NaN or infinite.
+        another shape, or observed ratings that are none, NaN or infinite;
+        or a parameter out of its range (named in the message).
     TrainingDivergedError
         If training blows up and ``on_divergence="raise"``.
     """
@@ -158,8 +165,13 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
              optimizer, generators, eval_data, callback, on_divergence, overwrite_ratings=False):
     """The SVD trainer for ``stack.n_fits`` stacked fits (one for :func:`train_svd`); per-fit lists of
     ``n_epochs``, ``lr``, ``reg`` and ``generators``."""
-    lr = [{t: 0.1 for t in _TERMS} | dict(rates or {}) for rates in lr]
-    reg = [{t: 0.1 for t in _TERMS} | dict(rates or {}) for rates in reg]
+    n_factors, n_epochs = check_sizes(n_factors, n_epochs)
+    biased, implicit = check_bool("biased", biased), check_bool("implicit", implicit)
+    init_mean = check_float("init_mean", init_mean, minimum=float("-inf"))
+    init_std_dev = check_float("init_std_dev", init_std_dev)
+    lr = [_per_term("lr", rates, strict=True) for rates in lr]
+    reg = [_per_term("reg", rates, strict=False) for rates in reg]
+    optimizer = check_optimizer(optimizer)
     opt_cls = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = rating_shape(ratings)
@@ -357,6 +369,34 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
                               pa_b[:, k].clone() if biased else zeros_u, qa_b[:, k + 1].clone() if biased else zeros_i,
                               histories[b], extras, diverged=guards[b].report()))
     return models
+
+
+def check_optimizer(value):
+    """``value`` if it names one of :data:`OPTIMIZERS` or is a ``torch.optim.Optimizer`` subclass, else ``ValueError``."""
+    if (value in OPTIMIZERS if isinstance(value, str)
+            else isinstance(value, type) and issubclass(value, torch.optim.Optimizer)):
+        return value
+    raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer subclass, "
+                     f"got {value!r}.")
+
+
+def _per_term(name: str, values, strict: bool) -> dict:
+    """``lr`` or ``reg`` as a value per term: a dict over :data:`_TERMS` (a missing term takes 0.1), or one
+    number for every term; each value finite and positive (``strict``) or non-negative.
+
+    A misspelt term is refused: it would otherwise leave that term at 0.1 without a word.
+    """
+    if values is None:
+        values = {}
+    elif isinstance(values, numbers.Real) and not isinstance(values, bool):
+        values = dict.fromkeys(_TERMS, values)
+    elif not isinstance(values, Mapping):
+        raise ValueError(f"{name} must be a dict of per-term values (keys {', '.join(_TERMS)}) or one number, "
+                         f"got {values!r}.")
+    unknown = sorted(map(str, set(values) - set(_TERMS)))
+    if unknown:
+        raise ValueError(f"{name} has no term {', '.join(map(repr, unknown))}; its keys are {', '.join(_TERMS)}.")
+    return {t: 0.1 for t in _TERMS} | {t: check_float(f"{name}[{t!r}]", v, strict=strict) for t, v in values.items()}
 
 
 def _blocks(lr, terms, offsets):
