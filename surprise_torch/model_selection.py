@@ -33,7 +33,10 @@ share of its round's time; its ``test_time`` is its own.
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
+from collections.abc import Sized
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -55,6 +58,9 @@ __all__ = ["GridSearchCV", "RandomizedSearchCV", "cross_validate"]
 #: Parts per lane into which a CPU stack's fits are cut: lanes take the parts as they come free, so that
 #: one slowed down by other work on the machine takes fewer (each part still trains in stacked rounds).
 JOBS_PER_LANE = 4
+
+#: The measures ``surprise.accuracy`` offers, by the names ``measures`` takes.
+MEASURES = ("rmse", "mse", "mae", "fcp")
 
 #: Measures computed from the estimate arrays, exactly as ``surprise.accuracy`` computes them.
 _VECTORISED = {
@@ -158,6 +164,18 @@ class _Scorer:
 class _StackedSearch:
     """``fit`` for Surprise's search classes, through :func:`evaluate`."""
 
+    #: What the class calls its grid (Surprise's argument name), in messages.
+    _options_name = "param_grid"
+
+    def _parse_options(self, params):
+        """Surprise's parsing, after checking every parameter has a list of values (or a distribution).
+
+        Surprise's ``__init__`` parses the grid and then takes the product of its lists: a string's letters
+        would each be tried, a number fails in ``itertools.product``, an empty list leaves nothing to fit.
+        """
+        _check_options(params, self._options_name)
+        return super()._parse_options(params)
+
     def fit(self, data):
         """Run the search: every parameter combination on every split, stacked where possible.
 
@@ -168,10 +186,13 @@ class _StackedSearch:
         Raises
         ------
         ValueError
-            With ``refit`` on data loaded with ``load_from_folds``, as Surprise.
+            With ``refit`` on data loaded with ``load_from_folds``, as Surprise;
+            for a measure that ``surprise.accuracy`` lacks (where Surprise
+            fails with an ``AttributeError`` after fitting).
         """
         if self.refit and isinstance(data, DatasetUserFolds):
             raise ValueError("refit cannot be used when data has been loaded with load_from_folds().")
+        _check_measures(self.measures)
         splits = _folds.split(self.cv, data)
         cells = [(params, split) for params in self.param_combinations for split in splits]
         out, self.n_stacked_ = evaluate([self.algo_class(**params) for params, _ in cells], [s for _, s in cells],
@@ -251,8 +272,23 @@ class RandomizedSearchCV(_StackedSearch, _SurpriseRandomizedSearchCV):
     Takes exactly Surprise's arguments (with ``param_distributions`` of
     lists or scipy distributions, ``n_iter`` and ``random_state``), samples
     the same combinations, and sets the same attributes as
-    :class:`GridSearchCV`.
+    :class:`GridSearchCV`. Where every parameter is a list and ``n_iter``
+    exceeds their combinations, it warns and tries each once, as
+    scikit-learn's does (Surprise's fails inside NumPy).
     """
+
+    _options_name = "param_distributions"
+
+    @staticmethod
+    def _sample_parameters(param_distributions, n_iter, random_state=None):
+        """Surprise's sampling, with no more combinations of lists than there are (see the class)."""
+        if all(not hasattr(v, "rvs") for v in param_distributions.values()):
+            combinations = math.prod(len(v) for v in param_distributions.values())
+            if n_iter > combinations:
+                warnings.warn(f"n_iter={n_iter} is more than the {combinations} combinations of "
+                              f"param_distributions' lists; trying each once.", UserWarning, stacklevel=3)
+                n_iter = combinations
+        return _SurpriseRandomizedSearchCV._sample_parameters(param_distributions, n_iter, random_state)
 
 
 def cross_validate(algo, data, measures=["rmse", "mae"], cv=None, return_train_measures=False, n_jobs=1,
@@ -277,9 +313,11 @@ def cross_validate(algo, data, measures=["rmse", "mae"], cv=None, return_train_m
         ``fit_time`` and ``test_time`` tuples, as Surprise returns.
     """
     if not (hasattr(algo, "_stack_key") and algo._stack_key() is not None):
+        _check_measures([m.lower() for m in measures])
         return _surprise_cross_validate(algo, data, measures, cv, return_train_measures, n_jobs, pre_dispatch,
                                         verbose)
     measures = [m.lower() for m in measures]
+    _check_measures(measures)
     cv = get_cv(cv)
     splits = _folds.split(cv, data)
     out, _ = evaluate([type(algo)(**algo.get_params()) for _ in splits], splits, measures, return_train_measures)
@@ -296,3 +334,23 @@ def cross_validate(algo, data, measures=["rmse", "mae"], cv=None, return_train_m
     if verbose:
         print_summary(algo, measures, test_measures, train_measures, fit_times, test_times, cv.n_splits)
     return ret
+
+
+def _check_measures(measures):
+    """``ValueError`` for a measure ``surprise.accuracy`` lacks (Surprise raises ``AttributeError`` after fitting)."""
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise ValueError(f"measures {unknown} are not in surprise.accuracy; use any of {', '.join(MEASURES)}.")
+
+
+def _check_options(options: dict, name: str):
+    """``ValueError`` for a parameter given one value where a list belongs (Surprise iterates a string's
+    letters, and fails on a number), or an empty list (no combination would be tried)."""
+    for param, values in options.items():
+        if hasattr(values, "rvs"):  # a scipy distribution (RandomizedSearchCV)
+            continue
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sized):
+            raise ValueError(f"{name}[{param!r}] must be a list of values, got {values!r}: write [{values!r}].")
+        if len(values) == 0:
+            raise ValueError(f"{name}[{param!r}] is an empty list: no combination would be tried; list at least "
+                             "one value.")

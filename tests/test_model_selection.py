@@ -280,6 +280,39 @@ def test_randomized_search_samples_surprises_combinations(synthetic):
     assert ours.n_stacked_ == 15
 
 
+@pytest.mark.parametrize("grid,message", [
+    ({"n_factors": []}, r"param_grid\['n_factors'\] is an empty list"),  # Surprise: an unpacking error
+    ({"n_factors": 5}, r"param_grid\['n_factors'\] must be a list of values, got 5: write \[5\]"),  # a TypeError
+    ({"optimizer": "sgd"}, r"must be a list of values, got 'sgd'"),  # Surprise tries 's', 'g' and 'd'
+])
+def test_searches_refuse_a_grid_with_no_list_of_values(grid, message):
+    with pytest.raises(ValueError, match=message):
+        ours_ms.GridSearchCV(TorchSVD, grid, cv=CV)
+    with pytest.raises(ValueError, match=message.replace("param_grid", "param_distributions")):
+        ours_ms.RandomizedSearchCV(TorchSVD, grid, cv=CV)
+
+
+def test_unknown_measures_are_refused_before_fitting(synthetic, monkeypatch):
+    # Surprise fits every cell, then fails with an AttributeError from its accuracy module.
+    monkeypatch.setattr(TorchSVD, "fit", lambda *args: pytest.fail("fitted before the measures were checked"))
+    for run in (lambda: ours_ms.GridSearchCV(TorchSVD, {"n_factors": [3]}, measures=["rmse", "ndcg"], cv=CV)
+                .fit(synthetic),
+                lambda: ours_ms.cross_validate(TorchSVD(), synthetic, measures=["NDCG"], cv=CV),
+                lambda: ours_ms.cross_validate(SVD(), synthetic, measures=["ndcg"], cv=CV)):
+        with pytest.raises(ValueError, match=r"\['ndcg'\] are not in surprise.accuracy; use any of rmse, mse"):
+            run()
+
+
+def test_randomized_search_past_its_lists_tries_each_combination_once(synthetic):
+    # Surprise's sampling without replacement fails inside NumPy; scikit-learn's warns and tries each.
+    with pytest.warns(UserWarning, match="n_iter=5 is more than the 2 combinations"):
+        search = ours_ms.RandomizedSearchCV(TorchSVD, {"n_factors": [3, 4], "random_state": [0]}, n_iter=5, cv=CV)
+    assert sorted(p["n_factors"] for p in search.param_combinations) == [3, 4]
+    with pytest.raises(ValueError, match="larger sample than population"):
+        surprise_ms.RandomizedSearchCV(TorchSVD, {"n_factors": [3, 4]}, n_iter=5, cv=CV)
+    assert len(search.fit(synthetic).cv_results["mean_test_rmse"]) == 2
+
+
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_cross_validate_equals_surprises(synthetic, capsys, n_jobs):
     algo = TorchALS(**FAST[TorchALS])
