@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ._config import check_choice, check_random_state, resolve_device, resolve_dtype
+from ._config import check_choice, check_int, check_random_state, resolve_device, resolve_dtype
 from ._data import RatingArrays, available_bytes, cache_bytes, dense_bytes, tensor_view, to_dense
 from ._threads import lanes_running, thread_policy
 from .trainers import (MFModel, Stack, TrainingDivergedError, TrainingDivergedWarning, train_als, train_bayes_mf,
@@ -462,6 +462,10 @@ def _setup(trainer, datasets, layout, device, dtype, on_divergence, params, shap
     chosen = choose_layout(layout, n_users, n_items, dt, dev, n_ratings=n_ratings)
     sizing_keys = ("n_factors", "biased", "implicit", "max_samples", "solver", "cg_steps")
     sizing = {k: v for k, v in params.items() if k in sizing_keys}
+    # The memory and work estimates compute with these before the trainer checks its arguments.
+    for name, minimum in (("n_factors", 0), ("max_samples", 1), ("cg_steps", 1)):
+        if name in sizing:
+            check_int(name, sizing[name], minimum=minimum)
     return trainer, dev, dt, chosen, sizing
 
 

@@ -383,3 +383,11 @@ def test_a_handful_of_equal_ratings_trains_and_fits_them(algo_class, ratings, tm
     estimates = [algo.predict(str(u), str(i)).est for u, i, _ in triples]
     # NMF has no mean term: its factors alone carry the ratings, and only come near them.
     assert np.allclose(estimates, ratings, atol=0.5 if algo_class is TorchNMF else 0.1)
+
+
+@pytest.mark.parametrize("trainer,name,value", [("als", "n_factors", "10"), ("svdpp", "n_factors", None),
+                                                ("als", "cg_steps", 2.5), ("bayes", "max_samples", 0)])
+def test_sizes_are_checked_before_the_memory_estimate_uses_them(trainer, name, value):
+    # The estimate's arithmetic failed first, with a TypeError about str or None.
+    with pytest.raises(ValueError, match=f"{name} must be an integer"):
+        train_on_arrays(trainer, [0, 1, 1], [0, 0, 1], [1.0, 2.0, 3.0], **{name: value})
