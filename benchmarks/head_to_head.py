@@ -174,12 +174,15 @@ def write_results(results, env, args, out_dir: Path, log):
               f"of {args.repeat} repeat(s), after one untimed warm-up fit.\n\nEnvironment: "
               + ", ".join(f"{k} {v}" for k, v in env.items()) + "\n\n")
     (out_dir / "results.md").write_text(header + table + "\n")
+    written = ["results.json", "results.md"]
     try:
         from .figures import draw
     except ImportError as exc:  # matplotlib is an optional extra
         log(f"(no figure: {exc}; pip install matplotlib)")
     else:
         draw(results, out_dir / "results.png")
+        written.append("results.png")
+    log(f"Wrote {', '.join(str(out_dir / name) for name in written)}")
     return table
 
 
@@ -229,7 +232,6 @@ def main(argv=None):
         print(write_results(results, env, args, Path(args.out), log))
         return 130
     print(write_results(results, env, args, Path(args.out), log))
-    log(f"Wrote {args.out}/results.json, results.md and results.png")
     return 0
 
 
