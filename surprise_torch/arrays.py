@@ -164,8 +164,9 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
     Raises
     ------
     ValueError
-        For empty or mismatched arrays, negative or out-of-range ids, or
-        NaN/infinite ratings.
+        For empty or mismatched arrays, negative or out-of-range ids,
+        NaN/infinite ratings, or an ``n_users`` or ``n_items`` that is not a
+        positive integer.
     """
     users, items, ratings = np.asarray(users), np.asarray(items), np.asarray(ratings)
     if not (users.ndim == items.ndim == ratings.ndim == 1) or not (len(users) == len(items) == len(ratings)):
@@ -186,8 +187,8 @@ def as_rating_arrays(users, items, ratings, n_users=None, n_items=None) -> Ratin
         raise ValueError(f"{bad} rating(s) are NaN or infinite; remove them.")
     users, items = np.ascontiguousarray(users, dtype=np.int64), np.ascontiguousarray(items, dtype=np.int64)
     (user_lo, user_hi), (item_lo, item_hi) = _range(users), _range(items)
-    n_users = user_hi + 1 if n_users is None else int(n_users)
-    n_items = item_hi + 1 if n_items is None else int(n_items)
+    n_users = user_hi + 1 if n_users is None else check_int("n_users", n_users)
+    n_items = item_hi + 1 if n_items is None else check_int("n_items", n_items)
     if user_lo < 0 or item_lo < 0 or user_hi >= n_users or item_hi >= n_items:
         raise ValueError(f"user ids must lie in [0, {n_users}) and item ids in [0, {n_items}).")
     if not _ordered(users, items, n_items):

@@ -235,6 +235,13 @@ def test_repeated_pairs_keep_the_last_rating():
     assert arrays.ratings.tolist() == [5.0, 2.0, 3.0]
 
 
+@pytest.mark.parametrize("name,value", [("n_users", 3.5), ("n_users", "3"), ("n_items", -1), ("n_items", True)])
+def test_sizes_of_the_id_spaces_are_whole_numbers(name, value):
+    # int() took 3.5 as 3 and "3" as 3 without a word.
+    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+        arrays_module.as_rating_arrays([0, 1], [0, 1], [1.0, 2.0], **{name: value})
+
+
 def test_float32_ratings_train_without_a_float64_copy_and_as_float64_ones_do():
     gen = np.random.default_rng(7)
     users, items = np.repeat(np.arange(30), 8), np.tile(np.arange(8), 30)
