@@ -771,3 +771,18 @@ def test_zero_factors_train_the_biases_alone(problem, trainer, extra):
     # The sampler's single draws are noisy; its posterior mean is what it fits.
     rmse = model.history["train_rmse_mean" if trainer is train_bayes_mf else "train_rmse"][-1]
     assert rmse < float(((observed - observed.mean()) ** 2).mean().sqrt())
+
+
+def test_solve_ridge_rows_names_arguments_that_do_not_fit_together(problem):
+    # torch's errors named the shapes of intermediate products ("5x4 and 3x3"), not the arguments.
+    mask, target = problem[1], problem[0]
+    features, penalty = torch.randn(mask.shape[1], 3, dtype=torch.float64), torch.ones(mask.shape[0], 3,
+                                                                                        dtype=torch.float64)
+    for args, message in (((mask, target, features[:-1], penalty), r"features must be \(n_cols, d\) = \(20, d\)"),
+                          ((mask, target[:-1], features, penalty), "weights and target must be 2-D and of one shape"),
+                          ((mask, target, features, penalty[:, 0]), r"penalty must broadcast to \(n_rows, d\) = \(30, 3\)"),
+                          ((mask.float(), target, features, penalty), "share a dtype")):
+        with pytest.raises(ValueError, match=message):
+            solve_ridge_rows(*args)
+    # One value for every row and factor broadcasts.
+    torch.testing.assert_close(solve_ridge_rows(mask, target, features, 1.0), solve_ridge_rows(mask, target, features, penalty))

@@ -45,9 +45,10 @@ def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torc
         same layout.
     features : torch.Tensor
         ``(n_cols, d)`` fixed features of the columns.
-    penalty : torch.Tensor
-        ``(n_rows, d)`` diagonal ridge penalty of each row; must make every
-        system positive definite (any positive value does).
+    penalty : torch.Tensor or float
+        ``(n_rows, d)`` diagonal ridge penalty of each row, or anything that
+        broadcasts to it (one value for all); must make every system
+        positive definite (any positive value does).
 
     Returns
     -------
@@ -56,9 +57,12 @@ def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torc
 
     Raises
     ------
+    ValueError
+        If the shapes or dtypes do not fit together (named in the message).
     TrainingDivergedError
         If a system is not positive definite (NaN/inf inputs, zero penalty).
     """
+    _check_ridge_inputs(weights, target, features, penalty)
     gram = _gram_lower(lambda table: weights @ table, weights.shape[0], features)
     gram.diagonal(dim1=1, dim2=2).add_(penalty)
     x, failed = _cholesky_solve(gram, (target @ features).unsqueeze(-1))
@@ -68,6 +72,28 @@ def solve_ridge_rows(weights: torch.Tensor, target: torch.Tensor, features: torc
             "with too few ratings); use a larger reg."
         )
     return x.squeeze(-1)
+
+
+def _check_ridge_inputs(weights, target, features, penalty):
+    """``ValueError`` where :func:`solve_ridge_rows`' arguments do not fit together (torch's own errors name
+    shapes of the intermediate products, not the arguments)."""
+    if weights.dim() != 2 or target.shape != weights.shape:
+        raise ValueError(f"weights and target must be 2-D and of one shape; got {tuple(weights.shape)} and "
+                         f"{tuple(target.shape)}.")
+    if features.dim() != 2 or features.shape[0] != weights.shape[1]:
+        raise ValueError(f"features must be (n_cols, d) = ({weights.shape[1]}, d), one row per column of weights; "
+                         f"got {tuple(features.shape)}.")
+    dtypes = {t.dtype for t in (weights, target, features)}
+    if len(dtypes) > 1:
+        raise ValueError(f"weights, target and features must share a dtype; got {sorted(map(str, dtypes))}.")
+    if isinstance(penalty, torch.Tensor):
+        solutions = (weights.shape[0], features.shape[1])
+        try:
+            fits = torch.broadcast_shapes(penalty.shape, solutions) == solutions
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"penalty must broadcast to (n_rows, d) = {solutions}; got {tuple(penalty.shape)}.")
 
 
 def _gram_lower(multiply, n_rows, features):
