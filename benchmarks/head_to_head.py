@@ -22,6 +22,7 @@ from surprise import NMF, SVD, BaselineOnly, SVDpp, accuracy
 from surprise.model_selection import KFold
 
 from surprise_torch import TorchALS, TorchBayesMF, TorchNMF, TorchSVD, TorchSVDpp
+from surprise_torch._config import resolve_device
 from surprise_torch.algorithms._base import TorchMFAlgo
 from surprise_torch.datasets import dataset_path, load_builtin
 
@@ -208,10 +209,20 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of ``surprise-torch-bench``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.folds < 2 or args.repeat < 1:
-        raise SystemExit("--folds must be >= 2 and --repeat >= 1")
+        parser.error("--folds must be >= 2 and --repeat >= 1")
     datasets = args.datasets or ["ml-100k"] + (["ml-1m"] if dataset_path("ml-1m").is_file() else [])
+    # Arguments that only fail once a dataset is loaded or a fit starts: usage errors now, not tracebacks.
+    try:
+        resolve_device(args.device)
+        for name in datasets:
+            if name != "ml-100k" and not dataset_path(name).is_file():
+                raise ValueError(f"--datasets: {name} is not in Surprise's data folder ({dataset_path(name)}); "
+                                 "put it there, or set SURPRISE_DATA_FOLDER.")
+    except ValueError as exc:
+        parser.error(str(exc))
 
     def log(message):
         print(message, file=sys.stderr, flush=True)

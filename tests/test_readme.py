@@ -29,6 +29,16 @@ def test_benchmark_entry_point_parses_its_options():
     assert args.algorithms == ["TorchALS"] and args.folds == 3
 
 
+@pytest.mark.parametrize("argv,message", [(["--repeat", "0"], "--repeat >= 1"), (["--device", "tpu"], "got 'tpu'"),
+                                          (["--datasets", "foo"], "not a Surprise builtin dataset")])
+def test_benchmark_usage_errors_are_messages_not_tracebacks(argv, message, capsys, monkeypatch):
+    # A bad device or dataset used to surface as a traceback from the first fit or load.
+    monkeypatch.setattr(bench, "load_dataset", lambda name: pytest.fail("loaded data despite a usage error"))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_benchmark_writes_its_results(tmp_path, ml100k, capsys):
     code = bench.main(["--algorithms", "BaselineOnly", "TorchALS", "--folds", "2", "--datasets", "ml-100k",
                        "--out", str(tmp_path)])
