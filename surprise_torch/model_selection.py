@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sized
+from collections.abc import Mapping, Sized
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -348,6 +348,9 @@ def _check_options(options: dict, name: str):
     letters, and fails on a number), or an empty list (no combination would be tried)."""
     for param, values in options.items():
         if hasattr(values, "rvs"):  # a scipy distribution (RandomizedSearchCV)
+            continue
+        if isinstance(values, Mapping):  # bsl_options, sim_options: lists inside, each dict one combination
+            _check_options(values, f"{name}[{param!r}]")
             continue
         if isinstance(values, (str, bytes)) or not isinstance(values, Sized):
             raise ValueError(f"{name}[{param!r}] must be a list of values, got {values!r}: write [{values!r}].")

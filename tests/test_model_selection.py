@@ -284,12 +284,22 @@ def test_randomized_search_samples_surprises_combinations(synthetic):
     ({"n_factors": []}, r"param_grid\['n_factors'\] is an empty list"),  # Surprise: an unpacking error
     ({"n_factors": 5}, r"param_grid\['n_factors'\] must be a list of values, got 5: write \[5\]"),  # a TypeError
     ({"optimizer": "sgd"}, r"must be a list of values, got 'sgd'"),  # Surprise tries 's', 'g' and 'd'
+    ({"sim_options": {"name": "msd"}}, r"param_grid\['sim_options'\]\['name'\] must be a list of values"),
 ])
 def test_searches_refuse_a_grid_with_no_list_of_values(grid, message):
     with pytest.raises(ValueError, match=message):
         ours_ms.GridSearchCV(TorchSVD, grid, cv=CV)
     with pytest.raises(ValueError, match=message.replace("param_grid", "param_distributions")):
         ours_ms.RandomizedSearchCV(TorchSVD, grid, cv=CV)
+
+
+def test_option_dicts_of_lists_are_searched_as_surprise_does():
+    # An empty options dict is one combination, as in Surprise; so is each product of the lists inside.
+    for grid, count in (({"sim_options": {}, "k": [5]}, 1), ({"sim_options": {"name": ["msd", "cosine"]}}, 2),
+                        ({"bsl_options": {"method": ["als"], "n_epochs": [2, 3]}}, 2)):
+        ours = ours_ms.GridSearchCV(SVD, grid, cv=CV)
+        assert ours.param_combinations == surprise_ms.GridSearchCV(SVD, grid, cv=CV).param_combinations
+        assert len(ours.param_combinations) == count
 
 
 def test_unknown_measures_are_refused_before_fitting(synthetic, monkeypatch):
