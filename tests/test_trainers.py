@@ -748,7 +748,8 @@ def test_trainers_refuse_parameters_out_of_range_naming_them(problem, trainer, p
 
 def test_one_svd_rate_for_every_term_is_a_rate_per_term(problem):
     ratings, mask = problem
-    fits = [train_svd(ratings, mask, n_factors=2, n_epochs=5, lr=lr, reg=reg, generator=torch.Generator().manual_seed(0))
+    fits = [train_svd(ratings, mask, n_factors=2, n_epochs=5, lr=lr, reg=reg,
+                      generator=torch.Generator().manual_seed(0))
             for lr, reg in ((0.05, 0.2), (dict.fromkeys(("bu", "bi", "pu", "qi", "yj"), 0.05),
                                           dict.fromkeys(("bu", "bi", "pu", "qi", "yj"), 0.2)))]
     assert torch.equal(fits[0].pu, fits[1].pu) and torch.equal(fits[0].bi, fits[1].bi)
@@ -780,9 +781,11 @@ def test_solve_ridge_rows_names_arguments_that_do_not_fit_together(problem):
                                                                                         dtype=torch.float64)
     for args, message in (((mask, target, features[:-1], penalty), r"features must be \(n_cols, d\) = \(20, d\)"),
                           ((mask, target[:-1], features, penalty), "weights and target must be 2-D and of one shape"),
-                          ((mask, target, features, penalty[:, 0]), r"penalty must broadcast to \(n_rows, d\) = \(30, 3\)"),
+                          ((mask, target, features, penalty[:, 0]),
+                           r"penalty must broadcast to \(n_rows, d\) = \(30, 3\)"),
                           ((mask.float(), target, features, penalty), "share a dtype")):
         with pytest.raises(ValueError, match=message):
             solve_ridge_rows(*args)
     # One value for every row and factor broadcasts.
-    torch.testing.assert_close(solve_ridge_rows(mask, target, features, 1.0), solve_ridge_rows(mask, target, features, penalty))
+    torch.testing.assert_close(solve_ridge_rows(mask, target, features, 1.0),
+                               solve_ridge_rows(mask, target, features, penalty))

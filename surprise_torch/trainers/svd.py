@@ -23,7 +23,7 @@ from ._memory import fresh_empty, fresh_zeros
 from ._observed import observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
-__all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS", "check_optimizer"]
+__all__ = ["train_svd", "train_svd_stacked", "OPTIMIZERS"]
 
 #: Optimizers accepted by name: torch.optim's updates with their default settings, as
 #: plain tensor code (see :mod:`._optim` for why); any ``torch.optim.Optimizer`` subclass works too.
@@ -372,7 +372,8 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
 
 
 def check_optimizer(value):
-    """``value`` if it names one of :data:`OPTIMIZERS` or is a ``torch.optim.Optimizer`` subclass, else ``ValueError``."""
+    """``value`` if it names one of :data:`OPTIMIZERS` or is a ``torch.optim.Optimizer`` subclass; else
+    ``ValueError``."""
     if (value in OPTIMIZERS if isinstance(value, str)
             else isinstance(value, type) and issubclass(value, torch.optim.Optimizer)):
         return value
