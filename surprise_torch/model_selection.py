@@ -33,10 +33,10 @@ share of its round's time; its ``test_time`` is its own.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Mapping, Sized
+from itertools import product
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -47,6 +47,7 @@ from surprise.model_selection import RandomizedSearchCV as _SurpriseRandomizedSe
 from surprise.model_selection.split import get_cv
 from surprise.model_selection import cross_validate as _surprise_cross_validate
 from surprise.model_selection.validation import fit_and_score, print_summary
+from surprise.utils import get_rng
 
 from ._data import testset_indices
 from . import _folds
@@ -272,23 +273,30 @@ class RandomizedSearchCV(_StackedSearch, _SurpriseRandomizedSearchCV):
     Takes exactly Surprise's arguments (with ``param_distributions`` of
     lists or scipy distributions, ``n_iter`` and ``random_state``), samples
     the same combinations, and sets the same attributes as
-    :class:`GridSearchCV`. Where every parameter is a list and ``n_iter``
-    exceeds their combinations, it warns and tries each once, as
-    scikit-learn's does (Surprise's fails inside NumPy).
+    :class:`GridSearchCV`. Where every parameter is a list, two things
+    differ: ``random_state`` sets which combinations are drawn (Surprise's
+    draws them from NumPy's global generator, so a seeded search picked
+    other combinations on every run; with ``random_state=None`` the draws
+    are Surprise's), and an ``n_iter`` past the number of combinations
+    warns and tries each once, as scikit-learn's does (Surprise's fails
+    inside NumPy).
     """
 
     _options_name = "param_distributions"
 
     @staticmethod
     def _sample_parameters(param_distributions, n_iter, random_state=None):
-        """Surprise's sampling, with no more combinations of lists than there are (see the class)."""
-        if all(not hasattr(v, "rvs") for v in param_distributions.values()):
-            combinations = math.prod(len(v) for v in param_distributions.values())
-            if n_iter > combinations:
-                warnings.warn(f"n_iter={n_iter} is more than the {combinations} combinations of "
-                              f"param_distributions' lists; trying each once.", UserWarning, stacklevel=3)
-                n_iter = combinations
-        return _SurpriseRandomizedSearchCV._sample_parameters(param_distributions, n_iter, random_state)
+        """Surprise's sampling, except where every parameter is a list (see the class)."""
+        if any(hasattr(v, "rvs") for v in param_distributions.values()):
+            return _SurpriseRandomizedSearchCV._sample_parameters(param_distributions, n_iter, random_state)
+        # Surprise draws these combinations from NumPy's global generator whatever random_state says; with
+        # random_state=None, get_rng returns that generator, so those draws are Surprise's.
+        grid = [dict(zip(param_distributions, values)) for values in product(*param_distributions.values())]
+        if n_iter > len(grid):
+            warnings.warn(f"n_iter={n_iter} is more than the {len(grid)} combinations of param_distributions' "
+                          "lists; trying each once.", UserWarning, stacklevel=3)
+            n_iter = len(grid)
+        return get_rng(random_state).choice(grid, n_iter, replace=False)
 
 
 def cross_validate(algo, data, measures=["rmse", "mae"], cv=None, return_train_measures=False, n_jobs=1,

@@ -313,6 +313,27 @@ def test_unknown_measures_are_refused_before_fitting(synthetic, monkeypatch):
             run()
 
 
+def test_a_seeded_randomized_search_over_lists_draws_the_same_combinations_every_run():
+    # Surprise draws list-only combinations from NumPy's global generator, whatever random_state says.
+    grid = {"n_factors": list(range(2, 12)), "lr_all": [0.05, 0.1, 0.2]}
+    draws = []
+    for _ in range(2):
+        np.random.random(7)  # whatever else the program drew in between
+        draws.append(ours_ms.RandomizedSearchCV(TorchSVD, grid, n_iter=4, cv=CV, random_state=0).param_combinations)
+    assert list(draws[0]) == list(draws[1])
+    assert list(ours_ms.RandomizedSearchCV(TorchSVD, grid, n_iter=4, cv=CV, random_state=1).param_combinations) != \
+        list(draws[0])
+    # Unseeded, the draws are Surprise's own.
+    combos, saved = [], np.random.get_state()
+    try:
+        for module in (ours_ms, surprise_ms):
+            np.random.seed(5)
+            combos.append(list(module.RandomizedSearchCV(TorchSVD, grid, n_iter=4, cv=CV).param_combinations))
+    finally:
+        np.random.set_state(saved)
+    assert combos[0] == combos[1]
+
+
 def test_randomized_search_past_its_lists_tries_each_combination_once(synthetic):
     # Surprise's sampling without replacement fails inside NumPy; scikit-learn's warns and tries each.
     with pytest.warns(UserWarning, match="n_iter=5 is more than the 2 combinations"):
