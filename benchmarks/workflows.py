@@ -292,20 +292,22 @@ def main(argv=None):
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    env = describe_environment("cpu")
-    data, folds = _load()
     out = Path(args.out)
     previous = out / "workflows.json"
     results = json.loads(previous.read_text()) if set(args.sections) != set(SECTIONS) and previous.is_file() else {}
+    # Checked before anything runs: the table needs every section, and the ones not run come from --out.
+    missing = set(SECTIONS) - set(args.sections) - set(results)
+    if missing:
+        parser.error(f"no earlier results for {sorted(missing)} in {previous}; run every section once there, "
+                     "or name these sections too")
+    env = describe_environment("cpu")
+    data, folds = _load()
     runs = {"threads": lambda: threads_under_load(folds, args.repeat, log),
             "cross_validate": lambda: cross_validate_jobs(data, log), "thread_line": lambda: thread_line(log),
             "scales": lambda: rating_scales(data, log), "anti_testset": lambda: anti_testsets(log)}
     results["environment"] = env
     for section in args.sections:
         results[section] = runs[section]()
-    missing = set(SECTIONS) - set(results)
-    if missing:
-        raise SystemExit(f"no earlier results for {sorted(missing)} in {previous}; run every section once")
     table = markdown(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "workflows.json").write_text(json.dumps(results, indent=2))

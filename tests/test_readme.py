@@ -123,3 +123,13 @@ def test_setup_timeline_times_every_step_of_a_fit(monkeypatch):
     # Every step ran (a rename in the library fails here, not as a missing row), each timed once per call.
     assert {name for name, *_ in rows} == {path for _, path in STEPS}
     assert all(start <= end and faults >= 0 for _, start, end, faults in rows)
+
+
+def test_a_partial_workflows_run_without_earlier_results_stops_before_running(tmp_path, monkeypatch, capsys):
+    # It used to run the named sections (minutes), then exit 1 for want of the others' earlier results.
+    import surprise_torch_benchmarks.workflows as workflows
+
+    monkeypatch.setattr(workflows, "_load", lambda: pytest.fail("loaded data before checking the sections"))
+    with pytest.raises(SystemExit) as exit_info:
+        workflows.main(["--out", str(tmp_path), "--sections", "scales"])
+    assert exit_info.value.code == 2 and "no earlier results for ['anti_testset'" in capsys.readouterr().err
