@@ -20,13 +20,13 @@ from operator import itemgetter
 import numpy as np
 from surprise import Trainset
 from surprise.dataset import DatasetUserFolds
-from surprise.model_selection import KFold
+from surprise.model_selection import KFold, PredefinedKFold
 from surprise.model_selection.split import get_cv
 from surprise.utils import get_rng
 
 from ._data import RatingArrays
 
-__all__ = ["split", "ArrayTrainset", "IndexedTestset"]
+__all__ = ["split", "check_splitter", "ArrayTrainset", "IndexedTestset"]
 
 
 def split(cv, data) -> list:
@@ -50,9 +50,11 @@ def split(cv, data) -> list:
     ------
     ValueError
         For a number of splits below 2 or above the number of ratings, as
-        ``KFold`` does.
+        ``KFold`` does; or a splitter other than ``PredefinedKFold`` for data
+        loaded with ``load_from_folds``.
     """
     cv = get_cv(cv)
+    check_splitter(cv, data)
     if type(cv) is not KFold or isinstance(data, DatasetUserFolds) or not hasattr(data, "raw_ratings"):
         return list(cv.split(data))
     raw = data.raw_ratings
@@ -172,6 +174,22 @@ class IndexedTestset(list):
         super().__init__(pairs)
         self.trainset, self.users, self.items, self.ratings = trainset, users, items, ratings
 
+
+
+def check_splitter(cv, data):
+    """``ValueError`` for a splitter that cannot split ``data``: a dataset loaded with ``load_from_folds``
+    comes split already, and Surprise's other splitters fail on it with an ``AttributeError`` (its lack of
+    ``raw_ratings``).
+
+    Parameters
+    ----------
+    cv : None, int or Surprise cross-validation iterator
+    data : surprise.Dataset
+    """
+    cv = get_cv(cv)
+    if isinstance(data, DatasetUserFolds) and not isinstance(cv, PredefinedKFold):
+        raise ValueError("data loaded with load_from_folds() comes split already; use cv=PredefinedKFold(), "
+                         f"not {type(cv).__name__}.")
 
 def _codes(ids: list):
     """Each id's code, numbered in order of first appearance, and the ids by code (every loop in C)."""

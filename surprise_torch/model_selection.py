@@ -322,6 +322,7 @@ def cross_validate(algo, data, measures=["rmse", "mae"], cv=None, return_train_m
     """
     if not (hasattr(algo, "_stack_key") and algo._stack_key() is not None):
         _check_measures([m.lower() for m in measures])
+        _folds.check_splitter(cv, data)
         return _surprise_cross_validate(algo, data, measures, cv, return_train_measures, n_jobs, pre_dispatch,
                                         verbose)
     measures = [m.lower() for m in measures]

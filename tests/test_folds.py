@@ -72,3 +72,23 @@ def test_a_pickled_fold_stands_alone(data):
     copy = pickle.loads(pickle.dumps(train))
     assert "_raw" not in copy.__dict__
     assert dict(copy.ur) == dict(train.ur) and copy.global_mean == train.global_mean
+
+
+def test_data_loaded_from_folds_takes_only_its_own_folds(tmp_path):
+    # Surprise's other splitters fail on such data with an AttributeError (it has no raw_ratings).
+    from surprise import SVD, Dataset, Reader
+    from surprise.model_selection import PredefinedKFold
+
+    from surprise_torch import TorchSVD
+    from surprise_torch.model_selection import GridSearchCV, cross_validate
+
+    rows = low_rank_ratings(n_users=20, n_items=10, density=0.6)
+    for name, part in (("train", rows[::2]), ("test", rows[1::2])):
+        (tmp_path / name).write_text("".join(f"{u}\t{i}\t{r}\n" for u, i, r in part))
+    data = Dataset.load_from_folds([(str(tmp_path / "train"), str(tmp_path / "test"))],
+                                   Reader(line_format="user item rating", sep="\t", rating_scale=(1, 5)))
+    for run in (lambda: cross_validate(TorchSVD(n_epochs=2), data, cv=3), lambda: cross_validate(SVD(), data),
+                lambda: GridSearchCV(TorchSVD, {"n_epochs": [2]}, cv=ShuffleSplit(2)).fit(data)):
+        with pytest.raises(ValueError, match=r"split already; use cv=PredefinedKFold\(\), not (KFold|ShuffleSplit)"):
+            run()
+    assert len(cross_validate(TorchSVD(n_epochs=2), data, cv=PredefinedKFold())["test_rmse"]) == 1
