@@ -92,3 +92,18 @@ def test_data_loaded_from_folds_takes_only_its_own_folds(tmp_path):
         with pytest.raises(ValueError, match=r"split already; use cv=PredefinedKFold\(\), not (KFold|ShuffleSplit)"):
             run()
     assert len(cross_validate(TorchSVD(n_epochs=2), data, cv=PredefinedKFold())["test_rmse"]) == 1
+
+
+@pytest.mark.parametrize("ratings", [[4, 2, 5, 1, 3], [4.5, 2.0, 5.0, 0.5, 3.25]], ids=["int", "float"])
+def test_a_trainsets_ratings_come_out_as_contiguous_arrays_in_its_order(ratings):
+    # Read as (item, rating) records: the fields must come out as Surprise's per-rating loop sees them.
+    import pandas as pd
+    from surprise import Dataset, Reader
+
+    frame = pd.DataFrame({"u": ["a", "b", "a", "c", "b"], "i": ["x", "y", "z", "x", "x"], "r": ratings})
+    trainset = Dataset.load_from_df(frame, Reader(rating_scale=(0, 5))).build_full_trainset()
+    arrays = _data.trainset_arrays(trainset)
+    expected = [(u, i, r) for u in range(trainset.n_users) for i, r in trainset.ur[u]]
+    assert list(zip(arrays.users.tolist(), arrays.items.tolist(), arrays.ratings.tolist())) == expected
+    for array, dtype in ((arrays.users, np.int64), (arrays.items, np.int64), (arrays.ratings, np.float64)):
+        assert array.dtype == dtype and array.flags.c_contiguous
