@@ -55,7 +55,8 @@ def trainset_arrays(trainset) -> RatingArrays:
     tuples; flattening them with ``itertools.chain`` into ``np.fromiter``
     keeps the per-rating work in C. Read as records, a tuple each, rather
     than as a stream of both fields' floats: an ML-100K fold's 80,000
-    ratings took 19 against 28 ms (a tenth of a TorchSVD fit).
+    ratings took 21 against 29 ms (a tenth of a TorchSVD fit; the same at
+    ML-10M's size).
 
     Parameters
     ----------
