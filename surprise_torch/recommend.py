@@ -26,9 +26,10 @@ def top_n(algo, n: int = 10, exclude_seen: bool = True, users=None, device="cpu"
 
     Parameters
     ----------
-    algo : TorchSVD, TorchALS, TorchSVDpp, TorchNMF, or surprise's SVD, SVDpp or NMF
-        A fitted matrix-factorization algorithm: ours, or Surprise's own
-        (which keep the same fitted attributes).
+    algo : TorchSVD, TorchALS, TorchSVDpp, TorchNMF, TorchBayesMF, or surprise's SVD, SVDpp or NMF
+        A fitted matrix-factorization algorithm: ours (TorchBayesMF scored
+        by its posterior mean, as its ``predict``), or Surprise's own (which
+        keep the same fitted attributes).
     n : int, default 10
     exclude_seen : bool, default True
         Leave out the items each user rated in the trainset.
