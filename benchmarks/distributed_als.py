@@ -84,6 +84,7 @@ def worker(args):
 
 
 def main(argv=None):
+    """Launch each process count with torchrun, print the speed-up table and write it to ``--out``."""
     parser = argparse.ArgumentParser(description="Distributed ALS speed-up with torchrun.")
     parser.add_argument("--shape", default="ml-1m", choices=list(SHAPES))
     parser.add_argument("--procs", nargs="+", type=int, default=[1, 2])

@@ -15,6 +15,7 @@ from .synthetic import SHAPES, synthetic_ratings
 
 
 def main(argv=None):
+    """Fit once to warm up, then ``--repeat`` times; print the median wall time and every one."""
     parser = argparse.ArgumentParser(description="Time whole fits on a synthetic shape.")
     parser.add_argument("--shape", default="ml-latest-small", choices=list(SHAPES))
     parser.add_argument("--algorithm", default="TorchALS", choices=["TorchALS", "TorchSVD", "TorchSVDpp", "TorchNMF"])

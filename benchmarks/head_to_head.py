@@ -188,6 +188,7 @@ def write_results(results, env, args, out_dir: Path, log):
 
 
 def build_parser():
+    """The ``surprise-torch-bench`` command line."""
     parser = argparse.ArgumentParser(
         prog="surprise-torch-bench",
         description="Cross-validate Surprise's algorithms and surprise_torch's on the same folds, "

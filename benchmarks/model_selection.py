@@ -208,6 +208,7 @@ def markdown(results, env):
 
 
 def main(argv=None):
+    """Run every search, each in its own process, and write the table and JSON to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model-selection-cpu"))
     parser.add_argument("--device", default="cpu", help="where our searches train (Surprise's use the CPU)")

@@ -403,6 +403,7 @@ def _parse_settings(parser, settings):
 
 
 def main(argv=None):
+    """Run every (shape, algorithm) in its own process (or, with ``--worker``, be that process)."""
     parser = argparse.ArgumentParser(description="Time per epoch and peak memory on synthetic shapes.")
     parser.add_argument("--shapes", nargs="+", default=["ml-1m", "ml-10m", "ml-20m"], choices=list(SHAPES))
     parser.add_argument("--algorithms", nargs="+", default=["SVD", "TorchALS", "TorchSVD", "TorchSVDpp", "TorchNMF"],

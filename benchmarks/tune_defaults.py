@@ -60,6 +60,7 @@ def cross_validate(make, folds):
 
 
 def main(argv=None):
+    """Cross-validate every configuration of the chosen grid and write the ranked table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithms", nargs="+", default=list(GRIDS), choices=list(GRIDS))
     parser.add_argument("--grid", choices=["full", "standardised"], default="full",

@@ -219,6 +219,7 @@ def anti_testset_worker(name):
 
 
 def anti_testsets(log):
+    """Test the full ML-100K anti-testset with each algorithm, each in its own process (for its peak memory)."""
     rows = []
     for name in ("SVD", "TorchSVD", "TorchALS", "TorchSVDpp"):
         out = subprocess.run([sys.executable, "-m", "benchmarks.workflows", "--anti-worker", name],
@@ -278,6 +279,7 @@ def markdown(results):
 
 
 def main(argv=None):
+    """Run the chosen sections, merge the others from ``--out``, and write the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench-results/workflows", help="output folder")
     parser.add_argument("--repeat", type=int, default=3, help="fits per setting in the threads section")
