@@ -96,12 +96,16 @@ def test_data_loaded_from_folds_takes_only_its_own_folds(tmp_path):
 
 @pytest.mark.parametrize("ratings", [[4, 2, 5, 1, 3], [4.5, 2.0, 5.0, 0.5, 3.25]], ids=["int", "float"])
 def test_a_trainsets_ratings_come_out_as_contiguous_arrays_in_its_order(ratings):
-    # Read as (item, rating) records: the fields must come out as Surprise's per-rating loop sees them.
-    import pandas as pd
-    from surprise import Dataset, Reader
+    # Read as (item, rating) records: the fields must come out as Surprise's per-rating loop sees them
+    # (a Trainset built from a DataFrame of integers keeps them as integers).
+    from collections import defaultdict
 
-    frame = pd.DataFrame({"u": ["a", "b", "a", "c", "b"], "i": ["x", "y", "z", "x", "x"], "r": ratings})
-    trainset = Dataset.load_from_df(frame, Reader(rating_scale=(0, 5))).build_full_trainset()
+    pairs = [(0, 0), (1, 1), (0, 2), (2, 0), (1, 0)]
+    ur, ir = defaultdict(list), defaultdict(list)
+    for (u, i), r in zip(pairs, ratings):
+        ur[u].append((i, r))
+        ir[i].append((u, r))
+    trainset = Trainset(ur, ir, 3, 3, len(pairs), (0, 5), {"a": 0, "b": 1, "c": 2}, {"x": 0, "y": 1, "z": 2})
     arrays = _data.trainset_arrays(trainset)
     expected = [(u, i, r) for u in range(trainset.n_users) for i, r in trainset.ur[u]]
     assert list(zip(arrays.users.tolist(), arrays.items.tolist(), arrays.ratings.tolist())) == expected
