@@ -789,3 +789,20 @@ def test_solve_ridge_rows_names_arguments_that_do_not_fit_together(problem):
     # One value for every row and factor broadcasts.
     torch.testing.assert_close(solve_ridge_rows(mask, target, features, 1.0),
                                solve_ridge_rows(mask, target, features, penalty))
+
+
+@pytest.mark.parametrize("trainer,extra", [(train_svd, {}), (train_svd, {"implicit": True}), (train_als, {}),
+                                           (train_als, {"solver": "cholesky"}), (train_nmf, {}),
+                                           (train_bayes_mf, {"burn_in": 2})],
+                         ids=["svd", "svdpp", "als", "als-cholesky", "nmf", "bayes"])
+def test_no_factors_and_no_biases_fit_the_empty_model(problem, trainer, extra):
+    # Nothing to fit, as Surprise's SVD(n_factors=0, biased=False) allows; conjugate gradients' empty
+    # products divided by zero.
+    ratings, mask = problem
+    ratings = ratings.abs() if trainer is train_nmf else ratings
+    model = trainer(ratings, mask, n_factors=0, n_epochs=3, biased=False, generator=torch.Generator().manual_seed(0),
+                    **extra)
+    observed = ratings[mask > 0]
+    assert model.pu.shape == (ratings.shape[0], 0) and not model.bu.any() and not model.bi.any()
+    rmse = model.history["train_rmse_mean" if trainer is train_bayes_mf else "train_rmse"][-1]
+    assert rmse == pytest.approx(float(observed.square().mean().sqrt()))
