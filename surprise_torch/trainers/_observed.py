@@ -240,8 +240,6 @@ class CSRProduct:
         """
         if out is None:
             out, add = dense.new_empty((self.shape[0], dense.shape[1])), False
-        if dense.shape[1] == 0:  # n_factors=0 (a biases-only model): an empty product, no rows to chunk
-            return out
         row_bytes = dense.shape[1] * dense.element_size()
         tiling = self.prepare(dense)
         if tiling is None:
@@ -341,7 +339,7 @@ def gather(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> torc
 
 def kept_chunks(kept: dict, key, crow: torch.Tensor, cols: torch.Tensor, row_bytes: int) -> list:
     """:func:`row_chunks` of pattern ``key`` for results of ``row_bytes`` a row, cut once and kept in ``kept``."""
-    rows = max(1, BAG_BYTES // max(row_bytes, 1))  # 0 bytes a row: an empty product (n_factors=0)
+    rows = max(1, BAG_BYTES // max(1, row_bytes))  # 0 bytes a row: an empty product (n_factors=0)
     if (key, rows) not in kept:
         kept[key, rows] = row_chunks(crow, cols, rows)
     return kept[key, rows]
@@ -372,7 +370,7 @@ def bag_product(chunks: list, values: torch.Tensor, dense: torch.Tensor, out: to
     Each chunk's fresh result (:data:`BAG_BYTES`) stays cached until it is
     added or copied into ``out``.
     """
-    if dense.shape[1] == 0:  # no columns to add (n_factors=0, a biases-only model)
+    if dense.shape[1] == 0:  # no columns to add (n_factors=0); embedding_bag fails on an empty table
         return out
     for r0, r1, s, e, cols, offsets in chunks:
         part = torch.nn.functional.embedding_bag(cols, dense, offsets, mode="sum", per_sample_weights=values[s:e])
