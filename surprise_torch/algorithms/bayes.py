@@ -99,11 +99,14 @@ class TorchBayesMF(TorchMFAlgo):
         self.on_divergence = on_divergence
 
     def _trainer_kwargs(self):
-        kwargs = dict(
+        # The sampling plan checks the counts and that they keep a sample; the trainer gets the counts as
+        # given (thinning None: the trainer derives it), checked.
+        n_epochs, burn_in, thinning = sampling_plan(self.n_epochs, self.burn_in, self.thinning, self.max_samples)
+        return dict(
             n_factors=check_int("n_factors", self.n_factors),
-            n_epochs=check_int("n_epochs", self.n_epochs),
-            burn_in=check_int("burn_in", self.burn_in, minimum=0),
-            thinning=None if self.thinning is None else check_int("thinning", self.thinning),
+            n_epochs=n_epochs,
+            burn_in=burn_in,
+            thinning=None if self.thinning is None else thinning,
             max_samples=check_int("max_samples", self.max_samples),
             biased=check_bool("biased", self.biased),
             init_std_dev=check_float("init_std_dev", self.init_std_dev),
@@ -111,8 +114,6 @@ class TorchBayesMF(TorchMFAlgo):
             prior_rate=check_float("prior_rate", self.prior_rate, strict=True),
             prior_strength=check_float("prior_strength", self.prior_strength, strict=True),
         )
-        sampling_plan(kwargs["n_epochs"], kwargs["burn_in"], kwargs["thinning"], kwargs["max_samples"])
-        return kwargs
 
     def _adopt(self, model, device, to_arrays_s):
         super()._adopt(model, device, to_arrays_s)

@@ -120,7 +120,7 @@ def train_bayes_mf(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n
     TrainingDivergedError
         If a sweep blows up and ``on_divergence="raise"``.
     """
-    thinning = sampling_plan(n_epochs, burn_in, thinning, max_samples)
+    n_epochs, burn_in, thinning = sampling_plan(n_epochs, burn_in, thinning, max_samples)
     k = check_int("n_factors", n_factors, minimum=0)
     biased = check_bool("biased", biased)
     init_std_dev = check_float("init_std_dev", init_std_dev)
@@ -246,8 +246,14 @@ def draw_rows(side: _Side, features: torch.Tensor, offset, mean: torch.Tensor, p
     return x0 + delta
 
 
-def sampling_plan(n_epochs: int, burn_in: int, thinning: int | None, max_samples: int) -> int:
-    """The thinning that keeps samples after ``burn_in`` of ``n_epochs``, at most ``max_samples`` of them.
+def sampling_plan(n_epochs: int, burn_in: int, thinning: int | None, max_samples: int) -> tuple:
+    """The sweeps to run and keep: samples after ``burn_in`` of ``n_epochs``, at most ``max_samples`` of them.
+
+    Returns
+    -------
+    tuple of int
+        ``(n_epochs, burn_in, thinning)``, checked; ``thinning`` the one given
+        or, for None, the smallest that keeps at most ``max_samples``.
 
     Raises
     ------
@@ -263,13 +269,13 @@ def sampling_plan(n_epochs: int, burn_in: int, thinning: int | None, max_samples
     if after < 1:
         raise ValueError(f"burn_in ({burn_in}) must be below n_epochs ({n_epochs}): no sample would be kept.")
     if thinning is None:
-        return max(1, -(-after // max_samples))
+        return n_epochs, burn_in, max(1, -(-after // max_samples))
     if after // thinning > max_samples:
         raise ValueError(f"thinning={thinning} keeps {after // thinning} samples of the {after} after the burn-in, "
                          f"more than max_samples={max_samples}; raise thinning or max_samples.")
     if after // thinning < 1:
         raise ValueError(f"thinning={thinning} keeps no sample of the {after} after the burn-in; lower it.")
-    return thinning
+    return n_epochs, burn_in, thinning
 
 
 class _Hyperprior:
