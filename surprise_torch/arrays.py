@@ -147,10 +147,11 @@ def check_fits(trainer, n_users, n_items, n_ratings, dtype, layout, device, **kw
     if free is not None and need > free:
         halve = "dtype='float32', " if dtype == torch.float64 else ""
         sparse = "layout='sparse', " if layout == "dense" else ""
+        fewer = "fewer n_factors or max_samples" if "max_samples" in kwargs else "fewer n_factors"
         raise MemoryError(
             f"Training on {n_users} users x {n_items} items ({n_ratings} ratings, {layout} layout) needs "
             f"about {need / 2**30:.1f} GiB on {device}, but only {free / 2**30:.1f} GiB is available. "
-            f"Use {halve}{sparse}fewer n_factors, a device with more memory, or a subset of the data."
+            f"Use {halve}{sparse}{fewer}, a device with more memory, or a subset of the data."
         )
 
 
@@ -597,7 +598,12 @@ class RatingScale:
         return lambda epoch, metrics: callback(epoch, self.metrics(metrics))
 
     def restore(self, model: MFModel) -> MFModel:
-        """The model in the ratings' scale (in float64 where the device has it)."""
+        """The model in the ratings' scale (in float64 where the device has it).
+
+        Each extra (TorchBayesMF's kept samples: most of a large fit's memory)
+        is copied once and scaled in place, never aliasing the trained one: a
+        product out of place made a second float64 copy beside the first.
+        """
         wide = model.pu.dtype if model.pu.device.type == "mps" else torch.float64
         root = math.sqrt(self.spread)
         history = {name: [self.metrics({name: v})[name] for v in values] for name, values in model.history.items()}
@@ -605,7 +611,7 @@ class RatingScale:
             model, global_mean=self.center + self.spread * model.global_mean,
             pu=model.pu.to(wide) * root, qi=model.qi.to(wide) * root,
             bu=model.bu.to(wide) * self.spread, bi=model.bi.to(wide) * self.spread,
-            extras={name: t.to(wide) * root for name, t in model.extras.items()}, history=history,
+            extras={name: t.to(wide, copy=True).mul_(root) for name, t in model.extras.items()}, history=history,
         )
 
 

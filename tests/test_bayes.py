@@ -105,3 +105,36 @@ def test_train_on_arrays_takes_the_bayesian_trainer():
                             n_epochs=20, burn_in=5, random_state=0)
     assert model.pu.shape == (33, 3) and model.extras["pu_samples_"].shape == (33, 45)
     assert torch.isfinite(model.extras["qi_samples_"]).all() and len(model.history["train_rmse"]) == 20
+
+
+def test_a_fit_whose_float64_samples_would_not_fit_is_refused_before_sampling(monkeypatch):
+    import surprise_torch.arrays as arrays_module
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 300, 2000), rng.integers(0, 100, 2000)
+    sizes = dict(n_users=300, n_items=100, n_factors=10, max_samples=200)
+    values = (300 + 100) * 10 * 200
+    # The float32 samples fit; with the float64 copy handed back (12 bytes a value) they do not.
+    monkeypatch.setattr(arrays_module, "available_bytes", lambda device: 6 * values)
+    sweeps = []
+    with pytest.raises(MemoryError, match="fewer n_factors or max_samples"):
+        train_on_arrays("bayes", users, items, rng.normal(3, 1, 2000), dtype=torch.float32, n_epochs=210,
+                        callback=lambda epoch, metrics: sweeps.append(epoch), **sizes)
+    assert sweeps == []
+
+
+def test_the_samples_handed_back_are_scaled_copies_of_the_trained_ones():
+    from surprise_torch.arrays import RatingScale
+    from surprise_torch.trainers._common import MFModel
+
+    scale = RatingScale(center=3.0, spread=4.0)
+    for dtype in (torch.float32, torch.float64):
+        samples = torch.arange(6, dtype=dtype).reshape(3, 2)
+        trained = samples.clone()
+        factors = torch.ones(3, 2, dtype=dtype)
+        model = MFModel(global_mean=0.0, pu=factors, qi=factors, bu=factors[:, 0], bi=factors[:, 0],
+                        extras={"pu_samples_": samples})
+        restored = scale.restore(model).extras["pu_samples_"]
+        assert restored.dtype == torch.float64
+        torch.testing.assert_close(restored, trained.double() * 2.0)  # sqrt(spread)
+        assert torch.equal(samples, trained)  # the trained tensor is left as it was, even in float64

@@ -37,7 +37,10 @@ class TorchBayesMF(TorchMFAlgo):
         many as ``max_samples`` allows, evenly spread.
     max_samples : int, default 200
         The most samples kept (predictions average over them; memory grows
-        with them: ``(n_users + n_items) x n_factors x max_samples`` floats).
+        with them: ``(n_users + n_items) x n_factors x max_samples`` values,
+        kept in float64, and in the training dtype too while the fit ends:
+        12 bytes a value in float32, about 12 GB for 500,000 users with the
+        defaults). A fit that would not fit is refused before it starts.
     biased : bool, default True
         Sample ``mu + bu + bi`` too; if False, unknown users or items make
         predictions impossible, as in Surprise's SVD.

@@ -303,10 +303,18 @@ class _Hyperprior:
 
 
 def _bayes_memory(n_users, n_items, element_size, n_factors=10, n_ratings=0, max_samples=200, **_):
-    """ALS's bytes, the kept samples, and a few per-rating vectors (noise, fitted values, running sums)."""
-    samples = (n_users + n_items) * n_factors * max_samples * element_size
+    """ALS's bytes, the kept samples, and a few per-rating vectors (noise, fitted values, running sums).
+
+    The samples count twice: as trained, and as the float64 copy the fit
+    hands back (see :meth:`~surprise_torch.arrays.RatingScale.restore`),
+    made while the trained ones still exist. They are most of a large fit's
+    memory: 500,000 users with the defaults keep 1.0e9 values, 4.2 GB in
+    float32 and 8.3 GB more in float64. Counted in float32 alone, a fit whose
+    copy could not fit passed the check, and failed only after every sweep.
+    """
+    values = (n_users + n_items) * n_factors * max_samples
     als = _als_memory(n_users, n_items, element_size, n_factors=n_factors, n_ratings=n_ratings, solver="cholesky")
-    return als + samples + 4 * n_ratings * element_size
+    return als + values * (element_size + 8) + 4 * n_ratings * element_size
 
 
 train_bayes_mf.memory_bytes = _bayes_memory
