@@ -37,7 +37,7 @@ EPOCHS = {"TorchALS": 3, "TorchALS-cholesky": 3, "TorchSVD": 30, "TorchSVDpp": 5
           "LensKit-ALS": 3, "Spark-ALS": 5, "cornac-MF": 20}
 
 #: Shapes Surprise's SVD runs on (pure-Python Trainset building and 2-3 s per epoch at ML-10M).
-SURPRISE_SHAPES = ("ml-1m", "ml-10m")
+SURPRISE_SHAPES = ("ml-1m", "ml-10m", "light-users")
 
 #: Share of each synthetic rating set held out (seeded) to score every algorithm's predictions.
 HOLDOUT = 0.1
