@@ -23,7 +23,7 @@ HISTORY[TorchBayesMF] = ({"train_rmse", "train_rmse_mean", "noise_std", "eval_rm
 # For each algorithm, parameters that must each change the fitted model.
 _SGD_CHANGES = {"lr_all": 0.03, "reg_all": 0.5, "lr_pu": 0.02, "lr_qi": 0.02, "lr_bu": 0.02, "lr_bi": 0.02,
                 "reg_pu": 1.0, "reg_qi": 1.0, "reg_bu": 1.0, "reg_bi": 1.0, "optimizer": "sgd",
-                "init_mean": 0.1, "init_std_dev": 0.3}
+                "init_mean": 0.1, "init_std_dev": 0.3, "prior_bias": 20.0, "prior_factors": 20.0}
 CHANGES = {
     TorchSVD: _SGD_CHANGES,
     TorchSVDpp: {**_SGD_CHANGES, "lr_yj": 0.02, "reg_yj": 1.0},

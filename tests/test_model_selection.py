@@ -64,16 +64,17 @@ def _assert_same_model(stacked, alone, tol):
 def test_stacked_svd_fits_equal_lone_fits(implicit):
     problems = _problems()
     ratings, stack = _stacked(problems)
-    # Each fit its own rates, regularisation, epochs and seed; the third blows up (lr 3).
+    # Each fit its own rates, regularisation, prior, epochs and seed; the third blows up (lr 3).
     lr = [dict.fromkeys(("pu", "qi", "bu", "bi", "yj"), v) for v in (0.1, 0.05, 3.0)]
     reg = [dict.fromkeys(("pu", "qi", "bu", "bi", "yj"), v) for v in (0.1, 0.2, 0.1)]
+    prior = [None, {"bu": 10.0, "bi": 10.0, "pu": 5.0, "qi": 5.0, "yj": 5.0}, 3.0]
     epochs = [10, 5, 10]
     shared = dict(n_factors=4, implicit=implicit, on_divergence="recover")
-    models = train_svd_stacked(ratings, stack=stack, n_epochs=epochs, lr=lr, reg=reg,
+    models = train_svd_stacked(ratings, stack=stack, n_epochs=epochs, lr=lr, reg=reg, prior=prior,
                                generator=[torch.Generator().manual_seed(b) for b in range(3)], **shared)
     for b, (users, items, values, n_users, n_items) in enumerate(problems):
         alone = train_svd(_coo(users, items, values, n_users, n_items), n_epochs=epochs[b], lr=lr[b], reg=reg[b],
-                          generator=torch.Generator().manual_seed(b), **shared)
+                          prior=prior[b], generator=torch.Generator().manual_seed(b), **shared)
         _assert_same_model(models[b], alone, 1e-10)
     assert models[2].diverged is not None and models[0].diverged is None
 

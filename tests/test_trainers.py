@@ -721,6 +721,8 @@ def _out_of_range():
              (train_svd, {"reg": {"qi": float("nan")}}, r"reg\['qi'\]"),
              (train_svd, {"lr": {"q_i": 0.1}}, "lr has no term 'q_i'; its keys are bu, bi, pu, qi, yj"),
              (train_svd, {"reg": "strong"}, "reg must be a dict of per-term values"),
+             (train_svd, {"prior": {"bu": -1.0}}, r"prior\['bu'\] must be a finite number >= 0"),
+             (train_svd, {"prior": {"b_u": 1.0}}, "prior has no term 'b_u'"),
              (train_svd, {"optimizer": "lbfgs"}, "optimizer must be one of"),
              (train_svd, {"biased": "no"}, "biased"), (train_svd, {"implicit": 2}, "implicit"),
              (train_als, {"n_factors": -1}, "n_factors"), (train_als, {"n_epochs": -2}, "n_epochs"),
@@ -806,3 +808,31 @@ def test_no_factors_and_no_biases_fit_the_empty_model(problem, trainer, extra):
     assert model.pu.shape == (ratings.shape[0], 0) and not model.bu.any() and not model.bi.any()
     rmse = model.history["train_rmse_mean" if trainer is train_bayes_mf else "train_rmse"][-1]
     assert rmse == pytest.approx(float(observed.square().mean().sqrt()))
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_a_prior_shrinks_the_rows_with_few_ratings_and_none_is_surprises_objective(implicit):
+    rng = np.random.default_rng(3)
+    n_users, n_items = 40, 30
+    users, items = np.divmod(rng.choice(n_users * n_items, 700, replace=False), n_items)
+    keep = (users != 0) | (items == items[users == 0][0])  # user 0 keeps one rating
+    users, items = users[keep], items[keep]
+    ratings = torch.sparse_coo_tensor(torch.tensor(np.stack([users, items])),
+                                      torch.tensor(rng.normal(0, 1, keep.sum()) + 2.0 * (users == 0)),
+                                      (n_users, n_items)).coalesce()
+
+    def fit(prior):
+        return train_svd(ratings, n_factors=3, n_epochs=40, implicit=implicit, prior=prior,
+                         generator=torch.Generator().manual_seed(0))
+
+    none, zero, strong = fit(None), fit(0.0), fit({"bu": 20.0, "bi": 20.0, "pu": 20.0, "qi": 20.0, "yj": 20.0})
+    for name in ("pu", "qi", "bu", "bi"):  # a prior of 0 is the per-rating objective, to the bit
+        assert torch.equal(getattr(zero, name), getattr(none, name)), name
+    counts = np.bincount(users, minlength=n_users)
+    heavy = int(np.argmax(counts))
+    # The lone rating's user is pulled toward 0 (reg 0.1 over 21 ratings, not 1: the ridge optimum a third of
+    # the unshrunk one, about half after 40 Adam steps); the heaviest user's bias, 20 pseudo-ratings beside
+    # its own dozens, moves far less in proportion.
+    assert abs(strong.bu[0]) < 0.6 * abs(none.bu[0])
+    assert abs(strong.bu[heavy] - none.bu[heavy]) < 0.5 * abs(none.bu[heavy]) + 0.05
+    assert torch.linalg.vector_norm(strong.pu[0]) < torch.linalg.vector_norm(none.pu[0])

@@ -55,6 +55,9 @@ class TorchSVDpp(TorchSVD):
         this algorithm's parameters and keep the last sound epoch's model, so
         that a grid search survives one bad point with finite, poor scores;
         or raise ``TrainingDivergedError``.
+    prior_bias, prior_factors : float, default 0, 0
+        As for :class:`~surprise_torch.TorchSVD` (``prior_factors`` covers
+        ``yj`` too): each row regularised as if it had this many more ratings.
 
     Attributes
     ----------
@@ -72,13 +75,13 @@ class TorchSVDpp(TorchSVD):
                  reg_all=0.11, lr_bu=None, lr_bi=None, lr_pu=None, lr_qi=None, lr_yj=None, reg_bu=None,
                  reg_bi=None, reg_pu=None, reg_qi=None, reg_yj=None, optimizer="adam", random_state=None,
                  verbose=False, cache_ratings=False, device="auto", dtype=None, layout="auto", log_dir=None,
-                 on_divergence="warn"):
+                 on_divergence="warn", prior_bias=0.0, prior_factors=0.0):
         super().__init__(n_factors=n_factors, n_epochs=n_epochs, init_mean=init_mean,
                          init_std_dev=init_std_dev, lr_all=lr_all, reg_all=reg_all, lr_bu=lr_bu,
                          lr_bi=lr_bi, lr_pu=lr_pu, lr_qi=lr_qi, reg_bu=reg_bu, reg_bi=reg_bi,
                          reg_pu=reg_pu, reg_qi=reg_qi, optimizer=optimizer, random_state=random_state,
                          verbose=verbose, device=device, dtype=dtype, layout=layout, log_dir=log_dir,
-                         on_divergence=on_divergence)
+                         on_divergence=on_divergence, prior_bias=prior_bias, prior_factors=prior_factors)
         self.lr_yj = lr_yj
         self.reg_yj = reg_yj
         self.cache_ratings = cache_ratings

@@ -35,7 +35,7 @@ _TERMS = ("bu", "bi", "pu", "qi", "yj")
 def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 100, n_epochs: int = 30,
               biased: bool = True, implicit: bool = False, init_mean: float = 0.0,
               init_std_dev: float = 0.1, lr: dict | None = None, reg: dict | None = None,
-              optimizer="adam", generator: torch.Generator | None = None,
+              prior: dict | None = None, optimizer="adam", generator: torch.Generator | None = None,
               eval_data: EvalData | None = None, callback: EpochCallback | None = None,
               on_divergence: str = "raise", overwrite_ratings: bool = False) -> MFModel:
     """Fit Surprise's SVD (or, with ``implicit``, SVD++) by full-batch gradient steps.
@@ -73,6 +73,14 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         Learning rate and regularisation per term, keys ``bu, bi, pu, qi, yj``
         (missing keys default to 0.1, both), or one value for every term.
         Rates must be positive, regularisation non-negative.
+    prior : dict or float, optional
+        Ratings' worth of prior per term, as ``reg``'s keys (missing keys
+        default to 0), or one value for every term: each row of a term is
+        regularised as if it had this many more ratings, ``reg * (n + prior)``
+        instead of ``reg * n``. 0 is Surprise's objective. A positive prior
+        shrinks rows with a few ratings, which the per-rating penalty barely
+        holds (see the README, "Where the defaults do not transfer yet").
+        Non-negative. The preconditioner still divides by ``n``.
     optimizer : str or type, default "adam"
         ``"sgd"``, ``"rmsprop"``, ``"adam"`` or a ``torch.optim.Optimizer``
         subclass, built with one parameter group per term.
@@ -111,21 +119,22 @@ def train_svd(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     """
     return _fit_svd(ratings, mask, Stack.single(*rating_shape(ratings)), n_factors=n_factors, n_epochs=[n_epochs],
                     biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev, lr=[lr],
-                    reg=[reg], optimizer=optimizer, generators=[generator], eval_data=eval_data,
+                    reg=[reg], prior=[prior], optimizer=optimizer, generators=[generator], eval_data=eval_data,
                     callback=callback, on_divergence=on_divergence, overwrite_ratings=overwrite_ratings)[0]
 
 
 def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
                       n_factors: int = 100, n_epochs=30, biased: bool = True, implicit: bool = False,
-                      init_mean: float = 0.0, init_std_dev: float = 0.1, lr=None, reg=None, optimizer="adam",
-                      generator=None, on_divergence: str = "raise", overwrite_ratings: bool = False) -> list:
+                      init_mean: float = 0.0, init_std_dev: float = 0.1, lr=None, reg=None, prior=None,
+                      optimizer="adam", generator=None, on_divergence: str = "raise",
+                      overwrite_ratings: bool = False) -> list:
     """Fit several independent SVD (or SVD++) models at once, stacked block-diagonally.
 
     ``ratings`` holds every fit's ratings in its own diagonal block (see
     :class:`~surprise_torch.trainers._stack.Stack`); each epoch is one set of
     products for all of them. Fit ``b`` ends equal, up to float rounding,
     to :func:`train_svd` on its block alone with its own ``n_epochs``, ``lr``,
-    ``reg`` and ``generator``: its own global mean, initial factors, learning
+    ``reg``, ``prior`` and ``generator``: its own global mean, initial factors, learning
     rates, divergence guard and number of epochs (a fit with fewer epochs
     keeps its state after them while the others go on).
 
@@ -138,7 +147,7 @@ def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
         Each fit's user and item rows.
     n_epochs : int or list of int
         Epochs of every fit, or of each.
-    lr, reg : dict or list of dict, optional
+    lr, reg, prior : dict or list of dict, optional
         As for :func:`train_svd`, for every fit or for each. Learning rates
         that differ between fits need one of the named optimizers.
     generator : torch.Generator or list of torch.Generator, optional
@@ -156,21 +165,23 @@ def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
     n = stack.n_fits
     return _fit_svd(ratings, mask, stack, n_factors=n_factors, n_epochs=fit_list(n_epochs, n, "n_epochs"),
                     biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev,
-                    lr=fit_list(lr, n, "lr"), reg=fit_list(reg, n, "reg"), optimizer=optimizer,
+                    lr=fit_list(lr, n, "lr"), reg=fit_list(reg, n, "reg"), prior=fit_list(prior, n, "prior"),
+                    optimizer=optimizer,
                     generators=fit_list(generator, n, "generator"), eval_data=None, callback=None,
                     on_divergence=on_divergence, overwrite_ratings=overwrite_ratings)
 
 
 def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, init_mean, init_std_dev, lr, reg,
-             optimizer, generators, eval_data, callback, on_divergence, overwrite_ratings=False):
+             prior, optimizer, generators, eval_data, callback, on_divergence, overwrite_ratings=False):
     """The SVD trainer for ``stack.n_fits`` stacked fits (one for :func:`train_svd`); per-fit lists of
-    ``n_epochs``, ``lr``, ``reg`` and ``generators``."""
+    ``n_epochs``, ``lr``, ``reg``, ``prior`` and ``generators``."""
     n_factors, n_epochs = check_sizes(n_factors, n_epochs)
     biased, implicit = check_bool("biased", biased), check_bool("implicit", implicit)
     init_mean = check_float("init_mean", init_mean, minimum=float("-inf"))
     init_std_dev = check_float("init_std_dev", init_std_dev)
     lr = [_per_term("lr", rates, strict=True) for rates in lr]
     reg = [_per_term("reg", rates, strict=False) for rates in reg]
+    prior = [_per_term("prior", values, strict=False, default=0.0) for values in prior]
     optimizer = check_optimizer(optimizer)
     opt_cls = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
     device, dtype = ratings.device, ratings.dtype
@@ -225,6 +236,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # One learning rate and regularisation per fit, as floats when the fits share them, else per row.
     rates = {t: _column(per_row([f[t] for f in lr], rows[t], target), p) for t, p in params.items()}
     reg_rows = {t: per_row([f[t] for f in reg], rows[t], target) for t in params}
+    prior_rows = {t: per_row([f[t] for f in prior], rows[t], target) for t in params}
     if not isinstance(optimizer, str) and any(isinstance(r, torch.Tensor) for r in rates.values()):
         raise ValueError("Stacked fits with different learning rates need a named optimizer "
                          f"({sorted(OPTIMIZERS)}), not {optimizer!r}.")
@@ -247,9 +259,13 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     # (its product + table * reg * count) / count: started from the penalty in one pass, the product added
     # into it, divided in one more (per term, on strided columns, the same took four passes).
     inv = {t: (1 / safe_counts(weights[t]))[:, None] for t in ("pu", "qi", "yj") if t in params}
+    if implicit:
+        # yj's penalty, reg * (count + prior), over its count: reg alone without a prior.
+        yj_decay = reg_rows["yj"] if _no_prior(prior_rows["yj"]) else \
+            reg_rows["yj"] * _with_prior(safe_counts(weights["yj"]), prior_rows["yj"]) * inv["yj"][:, 0]
     columns = {"pu": slice(0, k), "bu": k, "qi": slice(0, k), "bi": k + 1}
-    scale = {side: _penalty_scale([reg_rows[t] for t in terms], [columns[t] for t in terms], safe_counts(count),
-                                  width)
+    scale = {side: _penalty_scale([reg_rows[t] for t in terms], [prior_rows[t] for t in terms],
+                                  [columns[t] for t in terms], safe_counts(count), width)
              for side, terms, count in (("users", [t for t in ("pu", "bu") if t in params], count_u),
                                         ("items", [t for t in ("qi", "bi") if t in params], count_i))}
     hint = "Use a smaller learning rate (lr_all or lr_bu/lr_bi/lr_pu/lr_qi/lr_yj) or more regularisation."
@@ -280,7 +296,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         err = torch.sparse.sampled_addmm(target_csr, ea, qa.T, beta=-1, out=residuals).values()
         # Each row's sum of squares as its squared norm: a reduction with no product tensor (vecdot, like
         # (p * p).sum(1), multiplies into one first: 2.3 against 0.5 ms for ML-10M's user factors).
-        penalty = sum(per_fit(reg_rows[t] * weights[t] * _row_norms(p).square_(), rows[t])
+        penalty = sum(per_fit(reg_rows[t] * _with_prior(weights[t], prior_rows[t]) * _row_norms(p).square_(), rows[t])
                       for t, p in params.items())
         sse, penalty = torch.stack([per_fit(err, n_r, square=True), penalty]).tolist()
         metrics = [{"loss": (s + q) / max(m, 1), "train_rmse": (s / max(m, 1)) ** 0.5}
@@ -330,7 +346,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
             # yj's gradient takes the users' factor gradients before their penalty.
             grad_pa = obs.user_product(err, qa, out=user_grad)
             yj_grad = obs.item_product(norm_values, grad_pa[:, :k]).mul_(inv["yj"])
-            _add_penalty(yj_grad, params["yj"], _column(reg_rows["yj"], params["yj"]))
+            _add_penalty(yj_grad, params["yj"], _column(yj_decay, params["yj"]))
             params["yj"].grad = yj_grad
             grad_pa.addcmul_(pa, scale["users"])
         else:
@@ -381,9 +397,9 @@ def check_optimizer(value):
                      f"got {value!r}.")
 
 
-def _per_term(name: str, values, strict: bool) -> dict:
-    """``lr`` or ``reg`` as a value per term: a dict over :data:`_TERMS` (a missing term takes 0.1), or one
-    number for every term; each value finite and positive (``strict``) or non-negative.
+def _per_term(name: str, values, strict: bool, default: float = 0.1) -> dict:
+    """``lr``, ``reg`` or ``prior`` as a value per term: a dict over :data:`_TERMS` (a missing term takes
+    ``default``), or one number for every term; each value finite and positive (``strict``) or non-negative.
 
     A misspelt term is refused: it would otherwise leave that term at 0.1 without a word.
     """
@@ -397,7 +413,8 @@ def _per_term(name: str, values, strict: bool) -> dict:
     unknown = sorted(map(str, set(values) - set(_TERMS)))
     if unknown:
         raise ValueError(f"{name} has no term {', '.join(map(repr, unknown))}; its keys are {', '.join(_TERMS)}.")
-    return {t: 0.1 for t in _TERMS} | {t: check_float(f"{name}[{t!r}]", v, strict=strict) for t, v in values.items()}
+    return {t: default for t in _TERMS} | {t: check_float(f"{name}[{t!r}]", v, strict=strict)
+                                           for t, v in values.items()}
 
 
 def _blocks(lr, terms, offsets):
@@ -415,20 +432,33 @@ def _blocks(lr, terms, offsets):
     return blocks
 
 
-def _penalty_scale(regs, columns, counts, width):
-    """``reg * count`` for each entry of a factor table, its terms' ``regs`` (floats or one per row) in ``columns``.
+def _penalty_scale(regs, priors, columns, counts, width):
+    """``reg * (count + prior)`` for each entry of a factor table, its terms' ``regs`` and ``priors`` (floats
+    or one per row) in ``columns``.
 
-    ``(n, 1)`` when the terms share their regularisation (Surprise's
-    ``reg_all``), which also scales the table's constant and padding
-    columns: their gradients are not used, or zero. Otherwise ``(n, width)``,
-    zero outside the terms' columns.
+    ``(n, 1)`` when the terms share both (Surprise's ``reg_all``), which
+    also scales the table's constant and padding columns: their gradients
+    are not used, or zero. Otherwise ``(n, width)``, zero outside the terms'
+    columns.
     """
-    if all(_same(reg, regs[0]) for reg in regs):
-        return (counts * regs[0])[:, None]
+    if all(_same(reg, regs[0]) for reg in regs) and all(_same(prior, priors[0]) for prior in priors):
+        return (_with_prior(counts, priors[0]) * regs[0])[:, None]
     scale = counts.new_zeros((counts.shape[0], width))
-    for reg, column in zip(regs, columns):
-        scale[:, column] = (counts * reg)[:, None] if isinstance(column, slice) else counts * reg
+    for reg, prior, column in zip(regs, priors, columns):
+        value = _with_prior(counts, prior) * reg
+        scale[:, column] = value[:, None] if isinstance(column, slice) else value
     return scale
+
+
+def _no_prior(prior) -> bool:
+    """Whether a prior (a float, or a tensor of one per row) is 0 everywhere as a float: nothing to add."""
+    return not isinstance(prior, torch.Tensor) and prior == 0
+
+
+def _with_prior(counts, prior):
+    """``counts + prior``; ``counts`` itself without a prior, so that a fit without one computes what it
+    always did, to the bit."""
+    return counts if _no_prior(prior) else counts + prior
 
 
 def _same(a, b) -> bool:
