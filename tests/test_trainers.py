@@ -819,7 +819,7 @@ def test_a_prior_shrinks_the_rows_with_few_ratings_and_none_is_surprises_objecti
     users, items = users[keep], items[keep]
     ratings = torch.sparse_coo_tensor(torch.tensor(np.stack([users, items])),
                                       torch.tensor(rng.normal(0, 1, keep.sum()) + 2.0 * (users == 0)),
-                                      (n_users, n_items)).coalesce()
+                                      (n_users, n_items), check_invariants=True).coalesce()
 
     def fit(prior):
         return train_svd(ratings, n_factors=3, n_epochs=40, implicit=implicit, prior=prior,
