@@ -28,7 +28,7 @@ CHANGES = {
     TorchSVD: _SGD_CHANGES,
     TorchSVDpp: {**_SGD_CHANGES, "lr_yj": 0.02, "reg_yj": 1.0},
     TorchALS: {"reg": 1.0, "reg_bu": 1.0, "reg_bi": 1.0, "weighted_reg": False, "init_mean": 0.1,
-               "init_std_dev": 0.3, "solver": "cholesky", "cg_steps": 1},
+               "init_std_dev": 0.3, "solver": "cholesky", "cg_steps": 1, "prior_bias": 20.0, "prior_factors": 20.0},
     TorchNMF: {"reg_pu": 0.5, "reg_qi": 0.5, "reg_bu": 1.0, "reg_bi": 1.0, "lr_bu": 0.05, "lr_bi": 0.05,
                "init_low": 0.2, "init_high": 2.0, "biased": False},
     TorchBayesMF: {"burn_in": 10, "thinning": 2, "max_samples": 10, "prior_shape": 5.0, "prior_rate": 5.0,

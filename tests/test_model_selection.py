@@ -106,12 +106,15 @@ def test_stacked_als_fits_equal_lone_fits(biased, solver):
     # are singular. Conjugate gradients refuse a zero penalty, so there it is only weak.
     weakest = 0.0 if solver == "cholesky" else 1e-3
     reg, reg_bu, epochs = [0.1, 0.05, weakest], [0.06, 0.1, weakest], [6, 3, 6]
+    prior_bias, prior_factors = [0.0, 10.0, 0.0], [0.0, 5.0, 0.0]
     shared = dict(n_factors=4, biased=biased, on_divergence="recover", solver=solver)
-    models = train_als_stacked(ratings, stack=stack, n_epochs=epochs, reg=reg, reg_bu=reg_bu,
+    models = train_als_stacked(ratings, stack=stack, n_epochs=epochs, reg=reg, reg_bu=reg_bu, prior_bias=prior_bias,
+                               prior_factors=prior_factors,
                                generator=[torch.Generator().manual_seed(b) for b in range(3)], **shared)
     for b, (users, items, values, n_users, n_items) in enumerate(problems):
         alone = train_als(_coo(users, items, values, n_users, n_items), n_epochs=epochs[b], reg=reg[b],
-                          reg_bu=reg_bu[b], generator=torch.Generator().manual_seed(b), **shared)
+                          reg_bu=reg_bu[b], prior_bias=prior_bias[b], prior_factors=prior_factors[b],
+                          generator=torch.Generator().manual_seed(b), **shared)
         _assert_same_model(models[b], alone, 1e-9)
     if biased and solver == "cholesky":
         assert models[2].diverged is not None

@@ -723,6 +723,7 @@ def _out_of_range():
              (train_svd, {"reg": "strong"}, "reg must be a dict of per-term values"),
              (train_svd, {"prior": {"bu": -1.0}}, r"prior\['bu'\] must be a finite number >= 0"),
              (train_svd, {"prior": {"b_u": 1.0}}, "prior has no term 'b_u'"),
+             (train_als, {"prior_bias": -1.0}, "prior_bias"), (train_als, {"prior_factors": "x"}, "prior_factors"),
              (train_svd, {"optimizer": "lbfgs"}, "optimizer must be one of"),
              (train_svd, {"biased": "no"}, "biased"), (train_svd, {"implicit": 2}, "implicit"),
              (train_als, {"n_factors": -1}, "n_factors"), (train_als, {"n_epochs": -2}, "n_epochs"),
@@ -810,8 +811,8 @@ def test_no_factors_and_no_biases_fit_the_empty_model(problem, trainer, extra):
     assert rmse == pytest.approx(float(observed.square().mean().sqrt()))
 
 
-@pytest.mark.parametrize("implicit", [False, True])
-def test_a_prior_shrinks_the_rows_with_few_ratings_and_none_is_surprises_objective(implicit):
+@pytest.mark.parametrize("trainer", ["svd", "svdpp", "als-cg", "als-cholesky"])
+def test_a_prior_shrinks_the_rows_with_few_ratings_and_none_is_surprises_objective(trainer):
     rng = np.random.default_rng(3)
     n_users, n_items = 40, 30
     users, items = np.divmod(rng.choice(n_users * n_items, 700, replace=False), n_items)
@@ -822,10 +823,13 @@ def test_a_prior_shrinks_the_rows_with_few_ratings_and_none_is_surprises_objecti
                                       (n_users, n_items), check_invariants=True).coalesce()
 
     def fit(prior):
-        return train_svd(ratings, n_factors=3, n_epochs=40, implicit=implicit, prior=prior,
-                         generator=torch.Generator().manual_seed(0))
+        seed = torch.Generator().manual_seed(0)
+        if trainer.startswith("als"):
+            priors = {} if prior is None else {"prior_bias": prior, "prior_factors": prior}
+            return train_als(ratings, n_factors=3, n_epochs=10, solver=trainer[4:], generator=seed, **priors)
+        return train_svd(ratings, n_factors=3, n_epochs=40, implicit=trainer == "svdpp", prior=prior, generator=seed)
 
-    none, zero, strong = fit(None), fit(0.0), fit({"bu": 20.0, "bi": 20.0, "pu": 20.0, "qi": 20.0, "yj": 20.0})
+    none, zero, strong = fit(None), fit(0.0), fit(20.0)
     for name in ("pu", "qi", "bu", "bi"):  # a prior of 0 is the per-rating objective, to the bit
         assert torch.equal(getattr(zero, name), getattr(none, name)), name
     counts = np.bincount(users, minlength=n_users)

@@ -32,6 +32,10 @@ class TorchALS(TorchMFAlgo):
         Regularisation of the user and item biases.
     weighted_reg : bool, default True
         Scale each user's and item's regularisation by its rating count (ALS-WR).
+    prior_bias, prior_factors : float, default 0, 0
+        Pseudo-ratings added to each row's count in its bias's and its
+        factors' penalties, as :class:`~surprise_torch.TorchSVD`'s: rows with
+        a few ratings are held as if they had this many more.
     init_mean, init_std_dev : float, default 0, 0.1
         Normal initialisation of the factors.
     random_state : int, optional
@@ -78,7 +82,7 @@ class TorchALS(TorchMFAlgo):
     def __init__(self, n_factors=20, n_epochs=10, biased=True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
                  weighted_reg=True, init_mean=0.0, init_std_dev=0.1, random_state=None, verbose=False,
                  device="auto", dtype=None, layout="auto", log_dir=None, distributed=False, on_divergence="warn",
-                 solver="cg", cg_steps=3):
+                 solver="cg", cg_steps=3, prior_bias=0.0, prior_factors=0.0):
         super().__init__()
         self.n_factors = n_factors
         self.n_epochs = n_epochs
@@ -99,6 +103,8 @@ class TorchALS(TorchMFAlgo):
         self.on_divergence = on_divergence
         self.solver = solver
         self.cg_steps = cg_steps
+        self.prior_bias = prior_bias
+        self.prior_factors = prior_factors
 
     def _trainer_kwargs(self):
         return dict(
@@ -109,6 +115,8 @@ class TorchALS(TorchMFAlgo):
             reg_bu=check_float("reg_bu", self.reg_bu, strict=True),
             reg_bi=check_float("reg_bi", self.reg_bi, strict=True),
             weighted_reg=check_bool("weighted_reg", self.weighted_reg),
+            prior_bias=check_float("prior_bias", self.prior_bias),
+            prior_factors=check_float("prior_factors", self.prior_factors),
             init_mean=check_float("init_mean", self.init_mean, minimum=float("-inf")),
             init_std_dev=check_float("init_std_dev", self.init_std_dev),
             group=_world_group() if check_bool("distributed", self.distributed) else None,
@@ -117,7 +125,7 @@ class TorchALS(TorchMFAlgo):
         )
 
     _trainer = staticmethod(train_als)
-    _stack_varying = ("n_epochs", "reg", "reg_bu", "reg_bi")
+    _stack_varying = ("n_epochs", "reg", "reg_bu", "reg_bi", "prior_bias", "prior_factors")
 
 
 def _world_group():

@@ -354,3 +354,17 @@ def aligned_width(width: int, element_size: int) -> int:
 def safe_counts(counts: torch.Tensor) -> torch.Tensor:
     """Counts floored at 1, so rows with no ratings divide and regularise harmlessly."""
     return counts.clamp(min=1)
+
+
+def no_prior(prior) -> bool:
+    """Whether a prior (a float, or a tensor of one per row) is the float 0: nothing to add."""
+    return not isinstance(prior, torch.Tensor) and prior == 0
+
+
+def with_prior(counts: torch.Tensor, prior) -> torch.Tensor:
+    """Each row's count plus its prior's pseudo-ratings (a float, or one per row): what its penalty weighs.
+
+    ``counts`` itself without a prior, so that a fit without one computes
+    what it always did, to the bit.
+    """
+    return counts if no_prior(prior) else counts + prior

@@ -20,7 +20,7 @@ from .._config import check_bool, check_choice, check_float, check_int
 from . import _blocks
 from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, check_sizes,
-                      eval_rmse, init_factors, record, safe_counts)
+                      eval_rmse, init_factors, no_prior, record, safe_counts, with_prior)
 from ._observed import CSRProduct, NormalOperator, Observed, csr_tensor, observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
@@ -113,16 +113,18 @@ def _gram_lower(multiply, n_rows, features):
 
 def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_factors: int = 20,
               n_epochs: int = 10, biased: bool = True, reg: float = 0.12, reg_bu: float = 0.06,
-              reg_bi: float = 0.06, weighted_reg: bool = True, init_mean: float = 0.0,
+              reg_bi: float = 0.06, weighted_reg: bool = True, prior_bias: float = 0.0,
+              prior_factors: float = 0.0, init_mean: float = 0.0,
               init_std_dev: float = 0.1, generator: torch.Generator | None = None,
               eval_data: EvalData | None = None, callback: EpochCallback | None = None,
               group=None, on_divergence: str = "raise", solver: str = "cg", cg_steps: int = 3,
               overwrite_ratings: bool = False) -> MFModel:
     """Fit ``r_ui ~ mu + bu + bi + pu . qi`` (or ``pu . qi``) by alternating least squares.
 
-    Minimises ``sum (r_ui - est)^2 + sum_u s_u (reg |pu|^2 + reg_bu bu^2)
-    + sum_i s_i (reg |qi|^2 + reg_bi bi^2)`` with ``s`` the rating count of
-    each user/item when ``weighted_reg`` (ALS-WR, Zhou et al. 2008), else 1.
+    Minimises ``sum (r_ui - est)^2 + sum_u (reg (s_u + prior_factors) |pu|^2
+    + reg_bu (s_u + prior_bias) bu^2) + sum_i (...)``, the items' alike, with
+    ``s`` the rating count of each user/item when ``weighted_reg`` (ALS-WR,
+    Zhou et al. 2008), else 1, and no prior by default.
     A user's bias is solved jointly with its factors (an extra constant
     feature), so each half-sweep is exact and the objective never rises.
 
@@ -155,6 +157,11 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
         non-negative, and positive with ``solver="cg"``.
     weighted_reg : bool, default True
         Scale each row's regularisation by its number of ratings.
+    prior_bias, prior_factors : float, default 0, 0
+        Pseudo-ratings added to each row's count in its bias's and its
+        factors' penalties: rows with a few ratings are held as if they had
+        this many more (see :func:`~surprise_torch.train_svd`'s ``prior``).
+        Non-negative.
     init_mean, init_std_dev : float
         Normal initialisation of the item factors (the first half-sweep
         overwrites the user factors).
@@ -201,15 +208,15 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     """
     return _fit_als(ratings, mask, Stack.single(*rating_shape(ratings)), n_factors=n_factors, n_epochs=[n_epochs],
                     biased=biased, reg=[reg], reg_bu=[reg_bu], reg_bi=[reg_bi], weighted_reg=weighted_reg,
-                    init_mean=init_mean, init_std_dev=init_std_dev, generators=[generator], eval_data=eval_data,
+                    prior_bias=[prior_bias], prior_factors=[prior_factors], init_mean=init_mean, init_std_dev=init_std_dev, generators=[generator], eval_data=eval_data,
                     callback=callback, group=group, on_divergence=on_divergence, solver=solver,
                     cg_steps=cg_steps, overwrite_ratings=overwrite_ratings)[0]
 
 
 def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
                       n_factors: int = 20, n_epochs=10, biased: bool = True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
-                      weighted_reg: bool = True, init_mean: float = 0.0, init_std_dev: float = 0.1,
-                      generator=None, group=None, on_divergence: str = "raise", solver: str = "cg",
+                      weighted_reg: bool = True, prior_bias=0.0, prior_factors=0.0, init_mean: float = 0.0,
+                      init_std_dev: float = 0.1, generator=None, group=None, on_divergence: str = "raise", solver: str = "cg",
                       cg_steps: int = 3, overwrite_ratings: bool = False) -> list:
     """Fit several independent ALS models at once, stacked block-diagonally.
 
@@ -217,8 +224,8 @@ def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
     :class:`~surprise_torch.trainers._stack.Stack`); each half-sweep builds
     and factors every fit's normal equations in the same batched products.
     Fit ``b`` ends equal, up to float rounding, to :func:`train_als` on its
-    block alone with its own ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi``
-    and ``generator``.
+    block alone with its own ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi``,
+    ``prior_bias``, ``prior_factors`` and ``generator``.
 
     Parameters
     ----------
@@ -229,8 +236,8 @@ def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
         Each fit's user and item rows.
     n_epochs : int or list of int
         Sweeps of every fit, or of each.
-    reg, reg_bu, reg_bi : float or list of float
-        Regularisation of every fit, or of each.
+    reg, reg_bu, reg_bi, prior_bias, prior_factors : float or list of float
+        Regularisation and priors of every fit, or of each.
     generator : torch.Generator or list of torch.Generator, optional
         One generator per fit for the initial factors.
     n_factors, biased, weighted_reg, init_mean, init_std_dev, on_divergence, solver, cg_steps, overwrite_ratings
@@ -247,17 +254,19 @@ def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
     n = stack.n_fits
     return _fit_als(ratings, mask, stack, n_factors=n_factors, n_epochs=fit_list(n_epochs, n, "n_epochs"),
                     biased=biased, reg=fit_list(reg, n, "reg"), reg_bu=fit_list(reg_bu, n, "reg_bu"),
-                    reg_bi=fit_list(reg_bi, n, "reg_bi"), weighted_reg=weighted_reg, init_mean=init_mean,
+                    reg_bi=fit_list(reg_bi, n, "reg_bi"), weighted_reg=weighted_reg,
+                    prior_bias=fit_list(prior_bias, n, "prior_bias"),
+                    prior_factors=fit_list(prior_factors, n, "prior_factors"), init_mean=init_mean,
                     init_std_dev=init_std_dev, generators=fit_list(generator, n, "generator"), eval_data=None,
                     callback=None, group=group, on_divergence=on_divergence, solver=solver, cg_steps=cg_steps,
                     overwrite_ratings=overwrite_ratings)
 
 
-def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, reg_bi, weighted_reg, init_mean,
-             init_std_dev, generators, eval_data, callback, group, on_divergence, solver, cg_steps,
-             overwrite_ratings=False):
+def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, reg_bi, weighted_reg, prior_bias,
+             prior_factors, init_mean, init_std_dev, generators, eval_data, callback, group, on_divergence, solver,
+             cg_steps, overwrite_ratings=False):
     """The ALS trainer for ``stack.n_fits`` stacked fits (one for :func:`train_als`); per-fit lists of
-    ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi`` and ``generators``."""
+    ``n_epochs``, ``reg``, ``reg_bu``, ``reg_bi``, ``prior_bias``, ``prior_factors`` and ``generators``."""
     device, dtype = ratings.device, ratings.dtype
     n_users, n_items = rating_shape(ratings)
     stack.check(ratings.shape)
@@ -265,8 +274,10 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
         raise ValueError("Distributed training (group=...) takes one fit at a time, not a stack.")
     k, n_epochs = check_sizes(n_factors, n_epochs)
     biased, weighted_reg = check_bool("biased", biased), check_bool("weighted_reg", weighted_reg)
-    reg, reg_bu, reg_bi = ([check_float(name, value) for value in values]
-                           for name, values in (("reg", reg), ("reg_bu", reg_bu), ("reg_bi", reg_bi)))
+    reg, reg_bu, reg_bi, prior_bias, prior_factors = (
+        [check_float(name, value) for value in values]
+        for name, values in (("reg", reg), ("reg_bu", reg_bu), ("reg_bi", reg_bi), ("prior_bias", prior_bias),
+                             ("prior_factors", prior_factors)))
     init_mean = check_float("init_mean", init_mean, minimum=float("-inf"))
     init_std_dev = check_float("init_std_dev", init_std_dev)
     exact = check_choice("solver", solver, ("cholesky", "cg")) == "cholesky"
@@ -303,9 +314,9 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     ones_u = torch.ones((n_users, 1), device=device, dtype=dtype)
     ones_i = torch.ones((n_items, 1), device=device, dtype=dtype)
     pen_u = user_side.penalty(k, per_row(reg, n_u, values), per_row(reg_bu, n_u, values) if biased else None,
-                              weighted_reg)
+                              weighted_reg, per_row(prior_factors, n_u, values), per_row(prior_bias, n_u, values))
     pen_i = item_side.penalty(k, per_row(reg, n_i, values), per_row(reg_bi, n_i, values) if biased else None,
-                              weighted_reg)
+                              weighted_reg, per_row(prior_factors, n_i, values), per_row(prior_bias, n_i, values))
     hint = "Use a larger reg, reg_bu or reg_bi."
 
     def half(side, features, offset, penalty, current, row_lengths, rating_lengths, measure=True):
@@ -467,17 +478,23 @@ class _Side:
         return cls(obs.item_crow[lo:hi + 1] - start, obs.item_cols[start:end], target.index_select(0, order),
                    (hi - lo, obs.shape[0]), d, tiled=True, rows=(lo, hi), exact=exact)
 
-    def penalty(self, k, reg, reg_bias, weighted):
-        """Each row's diagonal ridge penalty: ``reg`` per factor (then ``reg_bias``), times its count if ``weighted``.
+    def penalty(self, k, reg, reg_bias, weighted, prior=0.0, prior_bias=0.0):
+        """Each row's diagonal ridge penalty: ``reg`` per factor (then ``reg_bias``), times its count if
+        ``weighted`` (else 1) plus the factors' ``prior`` (the bias's ``prior_bias``).
 
-        ``reg`` and ``reg_bias`` are floats, or (stacked fits) one value per row.
+        ``reg``, ``reg_bias`` and the priors are floats, or (stacked fits) one value per row.
         """
         lam = self.counts.new_empty((self.counts.numel(), k + (reg_bias is not None)))
         lam[:, :k] = reg[:, None] if isinstance(reg, torch.Tensor) else reg
         if reg_bias is not None:
             lam[:, k] = reg_bias
         scale = safe_counts(self.counts) if weighted else torch.ones_like(self.counts)
-        return scale[:, None] * lam
+        if no_prior(prior) and no_prior(prior_bias):
+            return scale[:, None] * lam
+        lam[:, :k] *= with_prior(scale, prior)[:, None]
+        if reg_bias is not None:
+            lam[:, k] *= with_prior(scale, prior_bias)
+        return lam
 
     def solve(self, features, offset, penalty, adjust=None):
         """Solve this side's rows against fixed ``features``, fitting ``target - offset[cols] (+ adjust)``.

@@ -18,7 +18,7 @@ import torch
 from .._config import check_bool, check_float
 from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, check_sizes, eval_rmse,
-                      init_factors, record, safe_counts, truncate)
+                      init_factors, no_prior, record, safe_counts, truncate, with_prior)
 from ._memory import fresh_empty, fresh_zeros
 from ._observed import observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
@@ -261,8 +261,8 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
     inv = {t: (1 / safe_counts(weights[t]))[:, None] for t in ("pu", "qi", "yj") if t in params}
     if implicit:
         # yj's penalty, reg * (count + prior), over its count: reg alone without a prior.
-        yj_decay = reg_rows["yj"] if _no_prior(prior_rows["yj"]) else \
-            reg_rows["yj"] * _with_prior(safe_counts(weights["yj"]), prior_rows["yj"]) * inv["yj"][:, 0]
+        yj_decay = reg_rows["yj"] if no_prior(prior_rows["yj"]) else \
+            reg_rows["yj"] * with_prior(safe_counts(weights["yj"]), prior_rows["yj"]) * inv["yj"][:, 0]
     columns = {"pu": slice(0, k), "bu": k, "qi": slice(0, k), "bi": k + 1}
     scale = {side: _penalty_scale([reg_rows[t] for t in terms], [prior_rows[t] for t in terms],
                                   [columns[t] for t in terms], safe_counts(count), width)
@@ -296,7 +296,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         err = torch.sparse.sampled_addmm(target_csr, ea, qa.T, beta=-1, out=residuals).values()
         # Each row's sum of squares as its squared norm: a reduction with no product tensor (vecdot, like
         # (p * p).sum(1), multiplies into one first: 2.3 against 0.5 ms for ML-10M's user factors).
-        penalty = sum(per_fit(reg_rows[t] * _with_prior(weights[t], prior_rows[t]) * _row_norms(p).square_(), rows[t])
+        penalty = sum(per_fit(reg_rows[t] * with_prior(weights[t], prior_rows[t]) * _row_norms(p).square_(), rows[t])
                       for t, p in params.items())
         sse, penalty = torch.stack([per_fit(err, n_r, square=True), penalty]).tolist()
         metrics = [{"loss": (s + q) / max(m, 1), "train_rmse": (s / max(m, 1)) ** 0.5}
@@ -442,23 +442,13 @@ def _penalty_scale(regs, priors, columns, counts, width):
     columns.
     """
     if all(_same(reg, regs[0]) for reg in regs) and all(_same(prior, priors[0]) for prior in priors):
-        return (_with_prior(counts, priors[0]) * regs[0])[:, None]
+        return (with_prior(counts, priors[0]) * regs[0])[:, None]
     scale = counts.new_zeros((counts.shape[0], width))
     for reg, prior, column in zip(regs, priors, columns):
-        value = _with_prior(counts, prior) * reg
+        value = with_prior(counts, prior) * reg
         scale[:, column] = value[:, None] if isinstance(column, slice) else value
     return scale
 
-
-def _no_prior(prior) -> bool:
-    """Whether a prior (a float, or a tensor of one per row) is 0 everywhere as a float: nothing to add."""
-    return not isinstance(prior, torch.Tensor) and prior == 0
-
-
-def _with_prior(counts, prior):
-    """``counts + prior``; ``counts`` itself without a prior, so that a fit without one computes what it
-    always did, to the bit."""
-    return counts if _no_prior(prior) else counts + prior
 
 
 def _same(a, b) -> bool:
