@@ -143,7 +143,8 @@ def test_params_rebuild_the_algorithm(algo_class):
     ("optimizer", "lbfgs"), ("lr_all", 0.0), ("reg_all", -1.0), ("lr_yj", -0.1), ("reg", 0.0),
     ("weighted_reg", None), ("init_low", -1.0), ("init_high", 0.0), ("reg_pu", float("inf")),
     ("burn_in", -1), ("burn_in", 30), ("thinning", 0), ("thinning", 2.5), ("max_samples", 0), ("prior_shape", 0.0),
-    ("prior_rate", -1.0), ("prior_strength", float("nan")), ("prior_bias", -1.0), ("prior_factors", float("nan")),
+    ("prior_rate", -1.0), ("prior_strength", float("nan")), ("prior_bias", -1.0),
+    ("prior_factors", float("nan")),
 ])
 def test_invalid_parameters_name_themselves(algo_class, split, name, value):
     if not has_param(algo_class, name):

@@ -122,9 +122,10 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     """Fit ``r_ui ~ mu + bu + bi + pu . qi`` (or ``pu . qi``) by alternating least squares.
 
     Minimises ``sum (r_ui - est)^2 + sum_u (reg (s_u + prior_factors) |pu|^2
-    + reg_bu (s_u + prior_bias) bu^2) + sum_i (...)``, the items' alike, with
-    ``s`` the rating count of each user/item when ``weighted_reg`` (ALS-WR,
-    Zhou et al. 2008), else 1, and no prior by default.
+    + reg_bu (s_u + prior_bias) bu^2) + sum_i (reg (s_i + prior_factors)
+    |qi|^2 + reg_bi (s_i + prior_bias) bi^2)`` with ``s`` the rating count of
+    each user/item when ``weighted_reg`` (ALS-WR, Zhou et al. 2008), else 1;
+    the priors are 0 by default.
     A user's bias is solved jointly with its factors (an extra constant
     feature), so each half-sweep is exact and the objective never rises.
 
@@ -208,16 +209,17 @@ def train_als(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, n_fact
     """
     return _fit_als(ratings, mask, Stack.single(*rating_shape(ratings)), n_factors=n_factors, n_epochs=[n_epochs],
                     biased=biased, reg=[reg], reg_bu=[reg_bu], reg_bi=[reg_bi], weighted_reg=weighted_reg,
-                    prior_bias=[prior_bias], prior_factors=[prior_factors], init_mean=init_mean, init_std_dev=init_std_dev, generators=[generator], eval_data=eval_data,
-                    callback=callback, group=group, on_divergence=on_divergence, solver=solver,
-                    cg_steps=cg_steps, overwrite_ratings=overwrite_ratings)[0]
+                    prior_bias=[prior_bias], prior_factors=[prior_factors], init_mean=init_mean,
+                    init_std_dev=init_std_dev, generators=[generator], eval_data=eval_data, callback=callback,
+                    group=group, on_divergence=on_divergence, solver=solver, cg_steps=cg_steps,
+                    overwrite_ratings=overwrite_ratings)[0]
 
 
 def train_als_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *, stack: Stack,
                       n_factors: int = 20, n_epochs=10, biased: bool = True, reg=0.12, reg_bu=0.06, reg_bi=0.06,
                       weighted_reg: bool = True, prior_bias=0.0, prior_factors=0.0, init_mean: float = 0.0,
-                      init_std_dev: float = 0.1, generator=None, group=None, on_divergence: str = "raise", solver: str = "cg",
-                      cg_steps: int = 3, overwrite_ratings: bool = False) -> list:
+                      init_std_dev: float = 0.1, generator=None, group=None, on_divergence: str = "raise",
+                      solver: str = "cg", cg_steps: int = 3, overwrite_ratings: bool = False) -> list:
     """Fit several independent ALS models at once, stacked block-diagonally.
 
     ``ratings`` holds every fit's ratings in its own diagonal block (see

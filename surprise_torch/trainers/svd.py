@@ -134,9 +134,9 @@ def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
     :class:`~surprise_torch.trainers._stack.Stack`); each epoch is one set of
     products for all of them. Fit ``b`` ends equal, up to float rounding,
     to :func:`train_svd` on its block alone with its own ``n_epochs``, ``lr``,
-    ``reg``, ``prior`` and ``generator``: its own global mean, initial factors, learning
-    rates, divergence guard and number of epochs (a fit with fewer epochs
-    keeps its state after them while the others go on).
+    ``reg``, ``prior`` and ``generator``: its own global mean, initial
+    factors, learning rates, divergence guard and number of epochs (a fit
+    with fewer epochs keeps its state after them while the others go on).
 
     Parameters
     ----------
@@ -166,9 +166,8 @@ def train_svd_stacked(ratings: torch.Tensor, mask: torch.Tensor | None = None, *
     return _fit_svd(ratings, mask, stack, n_factors=n_factors, n_epochs=fit_list(n_epochs, n, "n_epochs"),
                     biased=biased, implicit=implicit, init_mean=init_mean, init_std_dev=init_std_dev,
                     lr=fit_list(lr, n, "lr"), reg=fit_list(reg, n, "reg"), prior=fit_list(prior, n, "prior"),
-                    optimizer=optimizer,
-                    generators=fit_list(generator, n, "generator"), eval_data=None, callback=None,
-                    on_divergence=on_divergence, overwrite_ratings=overwrite_ratings)
+                    optimizer=optimizer, generators=fit_list(generator, n, "generator"), eval_data=None,
+                    callback=None, on_divergence=on_divergence, overwrite_ratings=overwrite_ratings)
 
 
 def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, init_mean, init_std_dev, lr, reg,
@@ -296,8 +295,8 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
         err = torch.sparse.sampled_addmm(target_csr, ea, qa.T, beta=-1, out=residuals).values()
         # Each row's sum of squares as its squared norm: a reduction with no product tensor (vecdot, like
         # (p * p).sum(1), multiplies into one first: 2.3 against 0.5 ms for ML-10M's user factors).
-        penalty = sum(per_fit(reg_rows[t] * with_prior(weights[t], prior_rows[t]) * _row_norms(p).square_(), rows[t])
-                      for t, p in params.items())
+        penalty = sum(per_fit(reg_rows[t] * with_prior(weights[t], prior_rows[t]) * _row_norms(p).square_(),
+                              rows[t]) for t, p in params.items())
         sse, penalty = torch.stack([per_fit(err, n_r, square=True), penalty]).tolist()
         metrics = [{"loss": (s + q) / max(m, 1), "train_rmse": (s / max(m, 1)) ** 0.5}
                    for s, q, m in zip(sse, penalty, n_r)]
@@ -401,7 +400,7 @@ def _per_term(name: str, values, strict: bool, default: float = 0.1) -> dict:
     """``lr``, ``reg`` or ``prior`` as a value per term: a dict over :data:`_TERMS` (a missing term takes
     ``default``), or one number for every term; each value finite and positive (``strict``) or non-negative.
 
-    A misspelt term is refused: it would otherwise leave that term at 0.1 without a word.
+    A misspelt term is refused: it would otherwise leave that term at its default without a word.
     """
     if values is None:
         values = {}
@@ -450,9 +449,8 @@ def _penalty_scale(regs, priors, columns, counts, width):
     return scale
 
 
-
 def _same(a, b) -> bool:
-    """Whether two regularisations (floats, or tensors of one per row) are equal."""
+    """Whether two regularisations or priors (floats, or tensors of one per row) are equal."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
     return a == b
