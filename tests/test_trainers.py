@@ -724,6 +724,12 @@ def _out_of_range():
              (train_svd, {"prior": {"bu": -1.0}}, r"prior\['bu'\] must be a finite number >= 0"),
              (train_svd, {"prior": {"b_u": 1.0}}, "prior has no term 'b_u'"),
              (train_als, {"prior_bias": -1.0}, "prior_bias"), (train_als, {"prior_factors": "x"}, "prior_factors"),
+             # Penalty weights past what the dtype holds (float64 here) ended in NaN ("use a smaller learning
+             # rate") or in torch's "value cannot be converted to type float without overflow".
+             (train_svd, {"reg": {"qi": 1e200}}, r"reg\['qi'\] and prior\['qi'\] weigh a row's penalty 1e\+200"),
+             (train_svd, {"prior": {"bu": 1e160}}, r"reg\['bu'\] and prior\['bu'\] weigh .* past what torch.float64"),
+             (train_als, {"reg": 1e200}, "reg and prior_factors weigh a row's penalty"),
+             (train_als, {"prior_bias": 1e160}, "reg_bu and prior_bias weigh a row's penalty"),
              (train_svd, {"optimizer": "lbfgs"}, "optimizer must be one of"),
              (train_svd, {"biased": "no"}, "biased"), (train_svd, {"implicit": 2}, "implicit"),
              (train_als, {"n_factors": -1}, "n_factors"), (train_als, {"n_epochs": -2}, "n_epochs"),

@@ -356,6 +356,23 @@ def safe_counts(counts: torch.Tensor) -> torch.Tensor:
     return counts.clamp(min=1)
 
 
+def check_penalties(dtype: torch.dtype, terms) -> None:
+    """Refuse regularisation whose penalty weights overflow ``dtype``, naming it.
+
+    ``terms`` holds ``(name, reg, prior, count)``: a term's regularisation
+    and prior (the largest over the fits) and the largest rating count among
+    its rows. A row's penalty is weighted ``reg * (count + prior)`` and
+    multiplies squared factors; past the square root of ``dtype``'s largest
+    value (1.8e19 in float32) training ended in NaN with a hint to lower the
+    learning rate, or in torch's overflow error, without naming the cause.
+    """
+    limit = math.sqrt(torch.finfo(dtype).max)
+    for name, reg, prior, count in terms:
+        if reg * (count + prior) >= limit:
+            raise ValueError(f"{name} weigh a row's penalty {reg:g} x ({count:g} ratings + {prior:g}), past what "
+                             f"{dtype} holds ({limit:.2g}); use smaller values.")
+
+
 def no_prior(prior) -> bool:
     """Whether a prior (a float, or a tensor of one per row) is the float 0: nothing to add."""
     return not isinstance(prior, torch.Tensor) and prior == 0

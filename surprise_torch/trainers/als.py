@@ -20,7 +20,7 @@ from .._config import check_bool, check_choice, check_float, check_int
 from . import _blocks
 from ._blocks import RowBlocks, _cholesky_solve
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, check_sizes,
-                      eval_rmse, init_factors, no_prior, record, safe_counts, with_prior)
+                      check_penalties, eval_rmse, init_factors, no_prior, record, safe_counts, with_prior)
 from ._observed import CSRProduct, NormalOperator, Observed, csr_tensor, observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
@@ -301,6 +301,11 @@ def _fit_als(ratings, mask, stack, *, n_factors, n_epochs, biased, reg, reg_bu, 
     n_r_items = stack.rating_lengths(obs.item_crow, "items")
     mus, target = centred(values, n_r, biased, inplace=overwrite_ratings)
     d = k + 1 if biased else k
+    # From the whole matrix, which every process of a distributed fit holds: all refuse, or none.
+    most = [float(c.max()) if weighted_reg and c.numel() else 1.0 for c in obs.counts(torch.float64)]
+    check_penalties(dtype, [("reg and prior_factors", max(reg), max(prior_factors), max(most)),
+                            *([("reg_bu and prior_bias", max(reg_bu), max(prior_bias), most[0]),
+                               ("reg_bi and prior_bias", max(reg_bi), max(prior_bias), most[1])] if biased else [])])
     user_side = _Side.of_users(obs, target, comm, d, exact)
     item_side = _Side.of_items(obs, target, comm, d, exact)
 

@@ -18,7 +18,7 @@ import torch
 from .._config import check_bool, check_float
 from . import _optim
 from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, check_sizes, eval_rmse,
-                      init_factors, no_prior, record, safe_counts, truncate, with_prior)
+                      check_penalties, init_factors, no_prior, record, safe_counts, truncate, with_prior)
 from ._memory import fresh_empty, fresh_zeros
 from ._observed import observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
@@ -232,6 +232,9 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
                                   for b in fits])
         # yj is regularised once per rating of every user who rated j.
         weights["yj"] = torch.zeros_like(count_i).index_add_(0, obs.items, count_u.index_select(0, obs.users))
+    largest = dict(zip(weights, torch.stack([w.max() for w in weights.values()]).tolist()))  # one host sync
+    check_penalties(dtype, [(f"reg[{t!r}] and prior[{t!r}]", max(f[t] for f in reg), max(f[t] for f in prior),
+                             max(largest[t], 1.0)) for t in params])
     # One learning rate and regularisation per fit, as floats when the fits share them, else per row.
     rates = {t: _column(per_row([f[t] for f in lr], rows[t], target), p) for t, p in params.items()}
     reg_rows = {t: per_row([f[t] for f in reg], rows[t], target) for t in params}
