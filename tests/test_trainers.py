@@ -840,9 +840,9 @@ def test_a_prior_shrinks_the_rows_with_few_ratings_and_none_is_surprises_objecti
         assert torch.equal(getattr(zero, name), getattr(none, name)), name
     counts = np.bincount(users, minlength=n_users)
     heavy = int(np.argmax(counts))
-    # The lone rating's user is pulled toward 0 (reg 0.1 over 21 ratings, not 1: the ridge optimum a third of
-    # the unshrunk one, about half after 40 Adam steps); the heaviest user's bias, 20 pseudo-ratings beside
-    # its own dozens, moves far less in proportion.
+    # The lone rating's user is pulled toward 0 (a penalty over 21 ratings, not 1: the ridge optimum about a
+    # third of the unshrunk one, which ALS solves for and 40 Adam steps approach); the heaviest user's bias,
+    # 20 pseudo-ratings beside its own dozens, moves far less in proportion.
     assert abs(strong.bu[0]) < 0.6 * abs(none.bu[0])
     assert abs(strong.bu[heavy] - none.bu[heavy]) < 0.5 * abs(none.bu[heavy]) + 0.05
     assert torch.linalg.vector_norm(strong.pu[0]) < torch.linalg.vector_norm(none.pu[0])
