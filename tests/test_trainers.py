@@ -1,6 +1,7 @@
 """The pure tensor trainers, against independent NumPy oracles; no Surprise involved."""
 
 import contextlib
+import math
 
 import numpy as np
 import pytest
@@ -422,6 +423,24 @@ def test_unknown_solver_is_refused(problem):
         train_als(ratings, mask, solver="lu")
     with pytest.raises(ValueError, match="cg_steps"):
         train_als(ratings, mask, cg_steps=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_all_finite_finds_any_nan_or_infinity_and_passes_finite_values_too_large_to_sum(dtype):
+    from surprise_torch.trainers._common import all_finite
+
+    table = torch.randn((50, 8), generator=torch.Generator().manual_seed(6), dtype=dtype)
+    assert all_finite(table) and all_finite(table[:, 2:5]) and all_finite(table[:0])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        spoilt = table.clone()
+        spoilt[37, 3] = bad
+        assert not all_finite(spoilt) and not all_finite(spoilt[:, 2:5])
+        assert all_finite(spoilt[:, :3])  # the bad value is outside this view
+    # Finite values whose sum overflows: the sum is infinite, the values are checked one by one.
+    huge = torch.full((4,), torch.finfo(dtype).max, dtype=dtype)
+    assert not math.isfinite(huge.sum()) and all_finite(huge)
+    # +inf and -inf sum to NaN, never to something finite.
+    assert not all_finite(torch.tensor([float("inf"), -float("inf"), 1.0], dtype=dtype))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

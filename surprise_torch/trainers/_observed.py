@@ -20,6 +20,7 @@ from functools import cached_property, partial
 import torch
 
 from .._threads import run_beside
+from ._common import all_finite
 from ._memory import fresh_empty
 
 #: Bytes of dense rows that one tile of an item-side product reads from (about
@@ -788,9 +789,8 @@ def observed_ratings(ratings: torch.Tensor, mask: torch.Tensor | None = None, al
         return obs, values
     if values.numel() == 0 and not allow_empty:
         raise ValueError("There are no observed ratings to train on.")
-    finite = torch.isfinite(values)
-    if not bool(finite.all()):
-        raise ValueError(f"{int((~finite).sum())} observed rating(s) are NaN or infinite; "
+    if not all_finite(values):
+        raise ValueError(f"{int((~torch.isfinite(values)).sum())} observed rating(s) are NaN or infinite; "
                          "remove them (or leave them out of the mask).")
     return obs, values
 

@@ -19,8 +19,8 @@ import torch
 from .._config import check_bool, check_choice, check_float, check_int
 from . import _blocks
 from ._blocks import RowBlocks, _cholesky_solve
-from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, check_sizes,
-                      check_penalties, eval_rmse, init_factors, no_prior, record, safe_counts, with_prior)
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, TrainingDivergedError, all_finite,
+                      check_sizes, check_penalties, eval_rmse, init_factors, no_prior, record, safe_counts, with_prior)
 from ._observed import CSRProduct, NormalOperator, Observed, csr_tensor, observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
 
@@ -646,7 +646,7 @@ def complete_als(matrix: torch.Tensor, n_factors: int = 5, n_epochs: int = 10,
     n_factors = check_int("n_factors", n_factors)
     n_epochs = check_int("n_epochs", n_epochs)
     matrix = _as_complete_matrix(matrix)
-    if not torch.isfinite(matrix).all():
+    if not all_finite(matrix):
         raise ValueError("matrix holds NaN or infinite values; complete_als needs every entry. "
                          "Use TorchALS for matrices with missing entries.")
     u = torch.randn((matrix.shape[0], n_factors), generator=generator, dtype=torch.float64)

@@ -17,8 +17,8 @@ import torch
 
 from .._config import check_bool, check_float
 from . import _optim
-from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, check_sizes, eval_rmse,
-                      check_penalties, init_factors, no_prior, record, safe_counts, truncate, with_prior)
+from ._common import (DivergenceGuard, EpochCallback, EvalData, MFModel, aligned_width, all_finite, check_sizes,
+                      eval_rmse, check_penalties, init_factors, no_prior, record, safe_counts, truncate, with_prior)
 from ._memory import fresh_empty, fresh_zeros
 from ._observed import observed_ratings, rating_shape
 from ._stack import Stack, centred, fit_list, keep_rows, per_fit, per_row
@@ -321,7 +321,7 @@ def _fit_svd(ratings, mask, stack, *, n_factors, n_epochs, biased, implicit, ini
                 # The fit's epochs are over: judge the state its last step left.
                 running.discard(b)
                 final = {"train_rmse": metrics[b]["train_rmse"]}
-                finite = all(bool(torch.isfinite(stack.select(t, side, b)).all()) for t, side in zip(live, sides))
+                finite = all(all_finite(stack.select(t, side, b)) for t, side in zip(live, sides))
                 if guards[b].sound(n_epochs[b], final) and (finite or guards[b].fail(
                         n_epochs[b], "the factors hold NaN or infinity")):
                     sound.append(b)
