@@ -175,7 +175,6 @@ class IndexedTestset(list):
         self.trainset, self.users, self.items, self.ratings = trainset, users, items, ratings
 
 
-
 def check_splitter(cv, data):
     """``ValueError`` for a splitter that cannot split ``data``: a dataset loaded with ``load_from_folds``
     comes split already, and Surprise's other splitters fail on it with an ``AttributeError`` (its lack of
@@ -190,6 +189,7 @@ def check_splitter(cv, data):
     if isinstance(data, DatasetUserFolds) and not isinstance(cv, PredefinedKFold):
         raise ValueError("data loaded with load_from_folds() comes split already; use cv=PredefinedKFold(), "
                          f"not {type(cv).__name__}.")
+
 
 def _codes(ids: list):
     """Each id's code, numbered in order of first appearance, and the ids by code (every loop in C)."""
