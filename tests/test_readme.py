@@ -125,6 +125,21 @@ def test_setup_timeline_times_every_step_of_a_fit(monkeypatch):
     assert all(start <= end and faults >= 0 for _, start, end, faults in rows)
 
 
+def test_setup_timeline_prints_one_timeline_per_fit_of_the_process(monkeypatch, capsys):
+    import surprise_torch_benchmarks.setup_timeline as setup_timeline
+
+    timed = setup_timeline.timed
+    monkeypatch.setattr(setup_timeline, "timed", lambda rows: timed(rows, monkeypatch.setattr))
+    assert setup_timeline.main(["--shape", "ml-latest-small", "--epochs", "2", "--fits", "2"]) == 0
+    fresh, later = capsys.readouterr().out.split("TorchSVD, ")[1:]
+    assert fresh.startswith("ml-latest-small shape, one fit in a fresh process")
+    assert later.startswith("ml-latest-small shape, fit 2 of the same process")
+    for timeline in (fresh, later):  # each fit's own steps, not the first fit's again
+        names = [line.split(" | ")[0].lstrip("| ") for line in timeline.splitlines()[3:]]
+        assert set(names) == {path for _, path in setup_timeline.STEPS} | {"epoch 1", "epoch 2"}
+        assert names.count("epoch 1") == 1 and names.count("as_rating_arrays") == 1
+
+
 def test_a_partial_workflows_run_without_earlier_results_stops_before_running(tmp_path, monkeypatch, capsys):
     # It used to run the named sections (minutes), then exit 1 for want of the others' earlier results.
     import surprise_torch_benchmarks.workflows as workflows
