@@ -1,7 +1,7 @@
 """Where a fit's first epoch goes: each setup step's and epoch step's start, duration and fresh pages, in one process.
 
 ``benchmarks.first_epoch`` says how a first epoch compares with the later ones
-over many processes; this says what the first one is made of. It fits once on a
+over many processes; this says what the first one is made of. It fits (once by default) on a
 synthetic shape (as ``benchmarks.scaling`` does, the same split and defaults)
 with timers around the library's setup steps, and prints, per step, when it
 started after the fit began, how long it took and how many pages the kernel
@@ -9,6 +9,10 @@ handed the process fresh meanwhile (each costs about a microsecond here), then
 the epochs::
 
     python -m benchmarks.setup_timeline --shape ml-10m
+
+With ``--fits 3`` it fits three times in the one process and prints each
+fit's timeline: the later ones pay no step's first call in a process, so
+what they still spend before the first product is the setup's own work.
 
 The steps are internal functions, wrapped here by name: a rename in the
 library shows up as an ``AttributeError`` here, not as a silently missing row.
@@ -115,6 +119,7 @@ def main(argv=None):
         for epoch, (begin, end) in enumerate(zip([start] + stamps, stamps), 1):
             print(f"| epoch {epoch} | {(begin - start) * 1e3:.1f} | {(end - begin) * 1e3:.1f} | |")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
