@@ -320,13 +320,12 @@ def cross_validate(algo, data, measures=["rmse", "mae"], cv=None, return_train_m
         ``test_*`` (and ``train_*``) arrays of each measure per fold,
         ``fit_time`` and ``test_time`` tuples, as Surprise returns.
     """
+    measures = [m.lower() for m in measures]  # as Surprise's cross_validate does first
+    _check_measures(measures)
     if not (hasattr(algo, "_stack_key") and algo._stack_key() is not None):
-        _check_measures([m.lower() for m in measures])
         _folds.check_splitter(cv, data)
         return _surprise_cross_validate(algo, data, measures, cv, return_train_measures, n_jobs, pre_dispatch,
                                         verbose)
-    measures = [m.lower() for m in measures]
-    _check_measures(measures)
     cv = get_cv(cv)
     splits = _folds.split(cv, data)
     out, _ = evaluate([type(algo)(**algo.get_params()) for _ in splits], splits, measures, return_train_measures)
